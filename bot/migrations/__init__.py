@@ -1,0 +1,1 @@
+"""Schema migrations (Alembic), run the same way on SQLite and Postgres."""

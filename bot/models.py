@@ -1,0 +1,179 @@
+"""The stored records: incidents, their timeline, alerts and follow-ups.
+
+Times are timezone-aware UTC on both SQLite and Postgres (:class:`UTCDateTime`).
+JSON columns are replaced, never mutated in place, so changes are always saved.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, whatever the database."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: warroom stores aware UTC times only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+def _when(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _json(default: type[dict[str, Any]] | type[list[Any]] = dict) -> Any:
+    return Field(default_factory=default, sa_column=sa.Column(JSONType, nullable=False))
+
+
+class Status(enum.StrEnum):
+    """An incident's lifecycle, in the order it usually runs."""
+
+    INVESTIGATING = "investigating"
+    IDENTIFIED = "identified"
+    MITIGATING = "mitigating"
+    MONITORING = "monitoring"
+    RESOLVED = "resolved"
+
+    @property
+    def is_open(self) -> bool:
+        return self is not Status.RESOLVED
+
+
+class SeveritySource(enum.StrEnum):
+    PERSON = "person"
+    RULE = "rule"
+    DEFAULT = "default"
+
+
+class Incident(SQLModel, table=True):
+    __tablename__ = "incident"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=24, unique=True, index=True)
+    number: int = Field(unique=True)
+    title: str = Field(max_length=200)
+    summary: str = ""
+    impact: str = ""
+    service: str | None = Field(default=None, max_length=100, index=True)
+    severity: str = Field(max_length=16, index=True)
+    severity_reason: str = ""
+    severity_source: str = Field(default=SeveritySource.DEFAULT.value, max_length=16)
+    status: str = Field(default=Status.INVESTIGATING.value, max_length=16, index=True)
+    roles: dict[str, str] = _json()
+    channel_id: str | None = Field(default=None, max_length=32, index=True)
+    channel_name: str | None = Field(default=None, max_length=80)
+    root_cause: str = ""
+    resolution: str = ""
+    created_by: str = Field(max_length=100)
+    acknowledged_by: str | None = Field(default=None, max_length=100)
+    detected_at: datetime | None = _when()
+    declared_at: datetime = _when(nullable=False, index=True)
+    acknowledged_at: datetime | None = _when()
+    mitigated_at: datetime | None = _when()
+    resolved_at: datetime | None = _when()
+    updated_at: datetime = _when(nullable=False)
+    version: int = 1
+
+    @property
+    def state(self) -> Status:
+        return Status(self.status)
+
+    @property
+    def commander(self) -> str | None:
+        return self.roles.get("commander")
+
+
+class TimelineEvent(SQLModel, table=True):
+    __tablename__ = "timeline_event"
+    __table_args__ = (sa.Index("ix_timeline_incident_at", "incident_id", "at", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(
+        sa_column=sa.Column(sa.ForeignKey("incident.id", ondelete="CASCADE"), nullable=False)
+    )
+    at: datetime = _when(nullable=False)
+    kind: str = Field(max_length=40)
+    actor: str = Field(max_length=100)
+    text: str
+    data: dict[str, Any] = _json()
+
+
+class Alert(SQLModel, table=True):
+    __tablename__ = "alert"
+    __table_args__ = (sa.Index("ix_alert_source_fingerprint", "source", "fingerprint"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.ForeignKey("incident.id", ondelete="SET NULL"), nullable=True, index=True
+        ),
+    )
+    source: str = Field(max_length=40)
+    fingerprint: str = Field(max_length=200)
+    group_key: str | None = Field(default=None, max_length=500, index=True)
+    status: str = Field(max_length=16)
+    labels: dict[str, str] = _json()
+    annotations: dict[str, str] = _json()
+    summary: str = ""
+    description: str = ""
+    links: dict[str, str] = _json()
+    values: dict[str, float] = _json()
+    severity_hint: str | None = Field(default=None, max_length=40)
+    starts_at: datetime | None = _when()
+    ends_at: datetime | None = _when()
+    first_seen: datetime = _when(nullable=False)
+    last_seen: datetime = _when(nullable=False)
+    count: int = 1
+    raw: dict[str, Any] = _json()
+
+
+class FollowUp(SQLModel, table=True):
+    __tablename__ = "follow_up"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(
+        sa_column=sa.Column(
+            sa.ForeignKey("incident.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    text: str
+    owner: str | None = Field(default=None, max_length=100)
+    status: str = Field(default="open", max_length=16)
+    url: str | None = None
+    created_by: str = Field(max_length=100)
+    created_at: datetime = _when(nullable=False)
+    done_at: datetime | None = _when()
+
+
+class Counter(SQLModel, table=True):
+    """Gap-free sequences (incident numbers), incremented under a row lock."""
+
+    __tablename__ = "counter"
+
+    name: str = Field(primary_key=True, max_length=40)
+    value: int = 0

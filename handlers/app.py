@@ -1,0 +1,69 @@
+"""The ASGI application: ``create_app(settings)`` builds everything in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+import bot
+from bot.clock import Clock
+from bot.core import Core
+from bot.errors import StorageUnavailable
+from bot.migrate import upgrade
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 3.0
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if settings.database.auto_migrate:
+            await asyncio.to_thread(upgrade, settings.database.url)
+        core = Core.build(settings, clock=clock)
+        app.state.core = core
+        if not settings.slack.connected:
+            log.warning(
+                "Slack is not connected: running in local mode, messages are kept in the "
+                "database. To connect, set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET "
+                "(or SLACK_APP_TOKEN for Socket Mode)."
+            )
+        log.info("warroom %s ready on %s", bot.__version__, _db_label(core))
+        try:
+            yield
+        finally:
+            await core.close()
+
+    return Starlette(
+        routes=[Route("/healthz", healthz), Route("/readyz", readyz)],
+        lifespan=lifespan,
+    )
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """Liveness: the process answers."""
+    return JSONResponse({"status": "ok", "version": bot.__version__})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: the database answers a query within a few seconds."""
+    core: Core = request.app.state.core
+    try:
+        await asyncio.wait_for(core.db.ping(), READY_TIMEOUT_S)
+    except (StorageUnavailable, TimeoutError) as error:
+        reason = str(error) or f"no answer within {READY_TIMEOUT_S:g}s"
+        return JSONResponse({"status": "unavailable", "database": reason}, status_code=503)
+    return JSONResponse({"status": "ready", "database": "ok"})
+
+
+def _db_label(core: Core) -> str:
+    return core.db.dialect

@@ -1,0 +1,137 @@
+"""Shared fixtures: real SQLite and real Postgres, a fixed clock.
+
+Postgres is expected at ``WARROOM_TEST_POSTGRES`` (default
+``postgresql://postgres@127.0.0.1:5432/postgres``) and Redis at
+``WARROOM_TEST_REDIS`` (default ``redis://127.0.0.1:6379/15``). On a laptop
+without them those tests skip and say how to enable them; under CI
+(``CI=true``) a missing service fails the run instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from bot.clock import FixedClock
+from bot.db import Database
+from bot.incidents import Incidents
+from bot.migrate import upgrade
+from bot.severity import P1_P4
+
+REPO = Path(__file__).resolve().parents[1]
+PG_ADMIN_URL = os.environ.get(
+    "WARROOM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("WARROOM_TEST_REDIS", "redis://127.0.0.1:6379/15")
+UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+
+TABLES = ("timeline_event", "follow_up", "alert", "incident")
+
+
+def service_missing(what: str, how: str) -> None:
+    """Skip on a laptop, fail under CI: a CI run must exercise every real service."""
+    message = f"{what} is not reachable. {how}"
+    if UNDER_CI:
+        pytest.fail(f"{message} (CI=true: services are required, not optional)")
+    pytest.skip(message)
+
+
+def _pg_reachable() -> str | None:
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+            return None
+    except psycopg.OperationalError as error:
+        return str(error).strip().splitlines()[0]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The admin URL of a reachable Postgres server."""
+    problem = _pg_reachable()
+    if problem:
+        service_missing(
+            f"PostgreSQL at {PG_ADMIN_URL} ({problem})",
+            "Start it (pg_ctlcluster 15 main start) or set WARROOM_TEST_POSTGRES.",
+        )
+    return PG_ADMIN_URL
+
+
+def create_pg_database(admin_url: str) -> tuple[str, str]:
+    """A new empty database; returns (name, SQLAlchemy URL)."""
+    name = f"warroom_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base = admin_url.rsplit("/", 1)[0]
+    return name, f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def drop_pg_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture(scope="session")
+def pg_migrated(pg_server: str) -> Iterator[str]:
+    """One migrated Postgres database for the session; tests empty it after use."""
+    name, url = create_pg_database(pg_server)
+    upgrade(url)
+    yield url
+    drop_pg_database(pg_server, name)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+def _empty_pg(url: str) -> None:
+    plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        conn.execute("UPDATE counter SET value = 0")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
+) -> Iterator[str]:
+    """A migrated, empty database: each test runs once on SQLite and once on Postgres."""
+    if request.param == "sqlite":
+        path = tmp_path / "incidents.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite:///{path}"
+        return
+    url: str = request.getfixturevalue("pg_migrated")
+    _empty_pg(url)
+    yield url
+    _empty_pg(url)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(T0)
+
+
+@pytest.fixture
+def incidents(db: Database, clock: FixedClock) -> Incidents:
+    return Incidents(db, clock=clock, scheme=P1_P4)
