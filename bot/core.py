@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.cache import SharedCache
 from bot.clock import Clock, SystemClock
 from bot.db import Database
 from bot.incidents import Incidents
@@ -22,6 +23,7 @@ class Core:
     db: Database
     incidents: Incidents
     templates: Templates
+    cache: SharedCache
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> Core:
@@ -40,7 +42,8 @@ class Core:
             key_digits=settings.incidents.key_digits,
         )
         templates = Templates(settings.templates_dir, timezone=settings.incidents.timezone)
-        return cls(settings, clock, db, incidents, templates)
+        return cls(settings, clock, db, incidents, templates, SharedCache(settings.redis.url))
 
     async def close(self) -> None:
+        await self.cache.close()
         await self.db.dispose()

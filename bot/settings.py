@@ -97,6 +97,11 @@ Duration = Annotated[
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def __repr_args__(self) -> Any:
+        # URLs may carry passwords: a repr (logs, tracebacks) shows them masked.
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name == "url" and isinstance(value, str) else value
+
 
 class ServerSettings(_Section):
     host: str = "127.0.0.1"

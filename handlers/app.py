@@ -17,7 +17,7 @@ from bot.clock import Clock
 from bot.core import Core
 from bot.errors import StorageUnavailable
 from bot.migrate import upgrade
-from bot.settings import Settings
+from bot.settings import Settings, mask_url
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
                 "database. To connect, set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET "
                 "(or SLACK_APP_TOKEN for Socket Mode)."
             )
-        log.info("warroom %s ready on %s", bot.__version__, _db_label(core))
+        log.info("warroom %s ready, database %s", bot.__version__, mask_url(settings.database.url))
         try:
             yield
         finally:
@@ -55,15 +55,13 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: the database answers a query within a few seconds."""
+    """Readiness: the database answers within a few seconds. Redis is reported, not required."""
     core: Core = request.app.state.core
+    redis = await core.cache.status()
     try:
         await asyncio.wait_for(core.db.ping(), READY_TIMEOUT_S)
     except (StorageUnavailable, TimeoutError) as error:
         reason = str(error) or f"no answer within {READY_TIMEOUT_S:g}s"
-        return JSONResponse({"status": "unavailable", "database": reason}, status_code=503)
-    return JSONResponse({"status": "ready", "database": "ok"})
-
-
-def _db_label(core: Core) -> str:
-    return core.db.dialect
+        body = {"status": "unavailable", "database": reason, "redis": redis}
+        return JSONResponse(body, status_code=503)
+    return JSONResponse({"status": "ready", "database": "ok", "redis": redis})
