@@ -42,18 +42,23 @@ async def test_declare_gives_a_key_a_timeline_and_aware_times(
     second = await incidents.declare(title="Cache failure", actor="U2")
 
     assert (first.key, second.key) == ("INC-0001", "INC-0002")
-    assert first.severity == "P1" and first.severity_source == "person"
-    assert second.severity == "P3" and second.severity_source == "default"
+    assert first.severity == "P1"
+    assert first.severity_source == "person"
+    assert second.severity == "P3"
+    assert second.severity_source == "default"
     assert "default severity" in second.severity_reason
 
     stored = await incidents.get("inc-1")
     assert stored.title == "Database connection exhaustion"
     assert stored.impact == "checkout down"
-    assert stored.declared_at == T0 and stored.declared_at.tzinfo is not None
-    assert stored.acknowledged_at == T0 and stored.acknowledged_by == "U1"
+    assert stored.declared_at == T0
+    assert stored.declared_at.tzinfo is not None
+    assert stored.acknowledged_at == T0
+    assert stored.acknowledged_by == "U1"
     events = await incidents.timeline("INC-0001")
     assert [e.kind for e in events] == ["declared"]
-    assert events[0].actor == "U1" and events[0].at.utcoffset() == timedelta(0)
+    assert events[0].actor == "U1"
+    assert events[0].at.utcoffset() == timedelta(0)
     assert "Database connection exhaustion" in events[0].text
 
 
@@ -166,9 +171,11 @@ async def test_reopen_clears_resolution_and_keeps_history(
     clock.advance(timedelta(minutes=10))
     reopened = await incidents.reopen("INC-1", actor="U2", reason="alert fired again")
     assert reopened.status == "investigating"
-    assert reopened.resolved_at is None and reopened.mitigated_at is None
+    assert reopened.resolved_at is None
+    assert reopened.mitigated_at is None
     last = (await incidents.timeline("INC-1"))[-1]
-    assert last.kind == "reopened" and "alert fired again" in last.text
+    assert last.kind == "reopened"
+    assert "alert fired again" in last.text
     assert last.data["resolved_at"] == (T0 + timedelta(minutes=10)).isoformat()
 
 
@@ -215,7 +222,8 @@ async def test_a_failing_listener_rolls_back_the_change_and_its_event(db: Databa
 async def test_configured_scheme_and_key_format(db: Database) -> None:
     incidents = Incidents(db, clock=FixedClock(T0), scheme=P0_P3, key_prefix="OPS", key_digits=3)
     made = await incidents.declare(title="Auth down for everyone", severity="P0", actor="U1")
-    assert made.key == "OPS-001" and made.severity == "P0"
+    assert made.key == "OPS-001"
+    assert made.severity == "P0"
     default = await incidents.declare(title="Docs typo", actor="U1")
     assert default.severity == "P2"
     with pytest.raises(InvalidSeverity, match="P0, P1, P2, P3"):
