@@ -18,7 +18,8 @@ from __future__ import annotations
 import enum
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -61,6 +62,9 @@ class Change:
     text: str
     data: dict[str, Any] = field(default_factory=dict)
 
+
+#: An incident by key (``INC-0042``) or, inside a caller's transaction, the locked row itself.
+Ref = str | Incident
 
 #: Called inside the change's transaction, after the incident and its events are written.
 ChangeListener = Callable[[AsyncSession, Incident, Sequence[TimelineEvent]], Awaitable[None]]
@@ -167,6 +171,7 @@ class Incidents:
         commander: str | None = None,
         detected_at: datetime | None = None,
         acknowledge: bool = True,
+        session: AsyncSession | None = None,
     ) -> Incident:
         """Open an incident. A person declaring it has, by doing so, acknowledged it."""
         title = _text(title, "title", TITLE_MAX, required=True)
@@ -176,8 +181,8 @@ class Incidents:
         if not severity_reason:
             severity_reason = f"set by {actor}" if severity else f"default severity ({level.name})"
         now = self.clock.now()
-        async with self.db.transaction() as session:
-            number = await self._next_number(session)
+        async with self._tx(session) as tx:
+            number = await self._next_number(tx)
             incident = Incident(
                 key=self.format_key(number),
                 number=number,
@@ -197,8 +202,8 @@ class Incidents:
                 acknowledged_by=actor if acknowledge else None,
                 updated_at=now,
             )
-            session.add(incident)
-            await session.flush()
+            tx.add(incident)
+            await tx.flush()
             changes = [
                 Change(
                     EventKind.DECLARED,
@@ -214,7 +219,7 @@ class Incidents:
                         {"role": "commander", "user": commander},
                     )
                 )
-            await self._record(session, incident, actor, changes, now)
+            await self._record(tx, incident, actor, changes, now)
         log.info(
             "incident %s declared (%s)",
             incident.key,
@@ -223,7 +228,9 @@ class Incidents:
         )
         return incident
 
-    async def acknowledge(self, key: str, *, actor: str) -> Incident:
+    async def acknowledge(
+        self, key: Ref, *, actor: str, session: AsyncSession | None = None
+    ) -> Incident:
         def change(incident: Incident, now: datetime) -> list[Change]:
             _require_open(incident, "acknowledge")
             if incident.acknowledged_at is not None:
@@ -235,16 +242,17 @@ class Incidents:
             incident.acknowledged_by = actor
             return [Change(EventKind.ACKNOWLEDGED, f"acknowledged by {actor}")]
 
-        return await self._change(key, actor, change)
+        return await self._change(key, actor, change, session)
 
     async def set_severity(
         self,
-        key: str,
+        key: Ref,
         severity: str,
         *,
         actor: str,
         reason: str = "",
         source: SeveritySource = SeveritySource.PERSON,
+        session: AsyncSession | None = None,
     ) -> Incident:
         """Change the severity. Automation never overrides a person: it is recorded, not applied."""
         level = self.scheme.get(severity)
@@ -285,12 +293,20 @@ class Incidents:
                 Change(EventKind.SEVERITY, f"severity {data['from']} → {level.name}: {why}", data)
             ]
 
-        return await self._change(key, actor, change)
+        return await self._change(key, actor, change, session)
 
-    async def set_status(self, key: str, status: str, *, actor: str, note: str = "") -> Incident:
+    async def set_status(
+        self,
+        key: Ref,
+        status: str,
+        *,
+        actor: str,
+        note: str = "",
+        session: AsyncSession | None = None,
+    ) -> Incident:
         target = _status(status)
         if target is Status.RESOLVED:
-            return await self.resolve(key, actor=actor, summary=note)
+            return await self.resolve(key, actor=actor, summary=note, session=session)
         note = _text(note, "note", TEXT_MAX)
 
         def change(incident: Incident, now: datetime) -> list[Change]:
@@ -312,7 +328,7 @@ class Incidents:
             text = f"status {current.value} → {target.value}" + (f": {note}" if note else "")
             return [Change(EventKind.STATUS, text, data)]
 
-        return await self._change(key, actor, change)
+        return await self._change(key, actor, change, session)
 
     async def assign(self, key: str, role: str, user: str, *, actor: str) -> Incident:
         role = role.strip().lower()
@@ -334,9 +350,13 @@ class Incidents:
 
         return await self._change(key, actor, change)
 
-    async def note(self, key: str, text: str, *, actor: str) -> Incident:
+    async def note(
+        self, key: Ref, text: str, *, actor: str, session: AsyncSession | None = None
+    ) -> Incident:
         text = _text(text, "note", TEXT_MAX, required=True)
-        return await self._change(key, actor, lambda _i, _n: [Change(EventKind.NOTE, text)])
+        return await self._change(
+            key, actor, lambda _i, _n: [Change(EventKind.NOTE, text)], session
+        )
 
     async def edit(
         self,
@@ -397,12 +417,13 @@ class Incidents:
 
     async def resolve(
         self,
-        key: str,
+        key: Ref,
         *,
         actor: str,
         summary: str = "",
         root_cause: str = "",
         resolution: str = "",
+        session: AsyncSession | None = None,
     ) -> Incident:
         summary = _text(summary, "summary", TEXT_MAX)
         root_cause = _text(root_cause, "root cause", TEXT_MAX)
@@ -435,9 +456,11 @@ class Incidents:
                 )
             ]
 
-        return await self._change(key, actor, change)
+        return await self._change(key, actor, change, session)
 
-    async def reopen(self, key: str, *, actor: str, reason: str = "") -> Incident:
+    async def reopen(
+        self, key: Ref, *, actor: str, reason: str = "", session: AsyncSession | None = None
+    ) -> Incident:
         reason = _text(reason, "reason", TEXT_MAX)
 
         def change(incident: Incident, now: datetime) -> list[Change]:
@@ -456,25 +479,50 @@ class Incidents:
                 Change(EventKind.REOPENED, "reopened" + (f": {reason}" if reason else ""), data)
             ]
 
-        return await self._change(key, actor, change)
+        return await self._change(key, actor, change, session)
 
     # -- internals --------------------------------------------------------
 
+    @asynccontextmanager
+    async def _tx(self, session: AsyncSession | None) -> AsyncIterator[AsyncSession]:
+        """The caller's transaction when it passes one, else a new one."""
+        if session is not None:
+            yield session
+            return
+        async with self.db.transaction() as new:
+            yield new
+
     async def _change(
         self,
-        key: str,
+        key: Ref,
         actor: str,
         apply: Callable[[Incident, datetime], list[Change]],
+        session: AsyncSession | None = None,
     ) -> Incident:
         now = self.clock.now()
-        async with self.db.transaction() as session:
-            incident = await self._load(session, key, lock=True)
+        async with self._tx(session) as tx:
+            incident = key if isinstance(key, Incident) else await self._load(tx, key, lock=True)
             changes = apply(incident, now)
             if changes:
-                incident.updated_at = now
-                incident.version += 1
-                session.add(incident)
-                await self._record(session, incident, actor, changes, now)
+                await self.record(tx, incident, actor, changes)
+        return incident
+
+    async def record(
+        self, session: AsyncSession, incident: Incident, actor: str, changes: Sequence[Change]
+    ) -> None:
+        """Write ``changes`` on the incident's timeline and bump its version, in ``session``."""
+        now = self.clock.now()
+        incident.updated_at = now
+        incident.version += 1
+        session.add(incident)
+        await self._record(session, incident, actor, changes, now)
+
+    async def lock(self, session: AsyncSession, incident_id: int) -> Incident:
+        """Load an incident by id for update, inside the caller's transaction."""
+        query = select(Incident).where(col(Incident.id) == incident_id).with_for_update()
+        incident = (await session.exec(query)).first()
+        if incident is None:
+            raise IncidentNotFound(f"#{incident_id}")
         return incident
 
     async def _record(
