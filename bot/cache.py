@@ -44,17 +44,32 @@ class SharedCache:
         self._down_until = 0.0
         return "ok"
 
-    async def first_time(self, key: str, ttl_s: int) -> bool | None:
-        """True the first time ``key`` is seen within ``ttl_s``, False after; None if unknown."""
-        if self._client is None or time.monotonic() < self._down_until:
-            return None
+    async def seen(self, key: str) -> bool:
+        """Whether ``key`` was marked; False when unknown (Redis absent or down)."""
+        if not self._usable():
+            return False
         try:
-            created = await self._client.set(self.prefix + key, b"1", nx=True, ex=ttl_s)
+            return bool(await self._client.exists(self.prefix + key))  # type: ignore[union-attr]
         except (RedisError, OSError) as error:
-            self._down_until = time.monotonic() + _RETRY_AFTER_S
-            log.warning("redis unavailable, continuing without it: %s", error)
-            return None
-        return bool(created)
+            self._went_down(error)
+            return False
+
+    async def mark(self, key: str, ttl_s: int) -> None:
+        """Remember ``key`` for ``ttl_s`` seconds, shared by every replica; best effort."""
+        if not self._usable():
+            return
+        try:
+            await self._client.set(self.prefix + key, b"1", ex=ttl_s)  # type: ignore[union-attr]
+        except (RedisError, OSError) as error:
+            self._went_down(error)
+
+    def _usable(self) -> bool:
+        return self._client is not None and time.monotonic() >= self._down_until
+
+    def _went_down(self, error: BaseException) -> None:
+        # Skip Redis for a few seconds instead of paying its timeout on every request.
+        self._down_until = time.monotonic() + _RETRY_AFTER_S
+        log.warning("redis unavailable, continuing without it: %s", error)
 
     async def close(self) -> None:
         if self._client is not None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.cache import SharedCache
+from bot.classify import Classifier
 from bot.clock import Clock, SystemClock
 from bot.db import Database
 from bot.incidents import Incidents
+from bot.intake import Intake, IntakePolicy
 from bot.settings import Settings
 from bot.templating import Templates
 
@@ -24,6 +26,8 @@ class Core:
     incidents: Incidents
     templates: Templates
     cache: SharedCache
+    classifier: Classifier
+    intake: Intake
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> Core:
@@ -42,7 +46,15 @@ class Core:
             key_digits=settings.incidents.key_digits,
         )
         templates = Templates(settings.templates_dir, timezone=settings.incidents.timezone)
-        return cls(settings, clock, db, incidents, templates, SharedCache(settings.redis.url))
+        classifier = settings.severity.classifier()
+        policy = IntakePolicy(
+            reopen_window=settings.intake.reopen_window,
+            group_window=settings.intake.group_window,
+            when_all_resolved=settings.intake.when_all_resolved,
+        )
+        intake = Intake(db, incidents, classifier, clock=clock, policy=policy)
+        cache = SharedCache(settings.redis.url)
+        return cls(settings, clock, db, incidents, templates, cache, classifier, intake)
 
     async def close(self) -> None:
         await self.cache.close()

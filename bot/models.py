@@ -123,8 +123,13 @@ class TimelineEvent(SQLModel, table=True):
 
 
 class Alert(SQLModel, table=True):
+    """One alert of one incident: repeats update it (count, last seen), never add rows."""
+
     __tablename__ = "alert"
-    __table_args__ = (sa.Index("ix_alert_source_fingerprint", "source", "fingerprint"),)
+    __table_args__ = (
+        sa.Index("ix_alert_source_fingerprint", "source", "fingerprint"),
+        sa.UniqueConstraint("incident_id", "endpoint", "fingerprint", name="uq_alert_identity"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     incident_id: int | None = Field(
@@ -134,6 +139,7 @@ class Alert(SQLModel, table=True):
         ),
     )
     source: str = Field(max_length=40)
+    endpoint: str = Field(default="", max_length=40, sa_column_kwargs={"server_default": ""})
     fingerprint: str = Field(max_length=200)
     group_key: str | None = Field(default=None, max_length=500, index=True)
     status: str = Field(max_length=16)
@@ -177,3 +183,38 @@ class Counter(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=40)
     value: int = 0
+
+
+class AlertGroup(SQLModel, table=True):
+    """An alert group (Alertmanager's groupKey, or configured labels) and its incident.
+
+    The row is locked while a delivery for the group is processed, so a storm of
+    concurrent deliveries for one new group opens exactly one incident.
+    """
+
+    __tablename__ = "alert_group"
+    __table_args__ = (sa.UniqueConstraint("endpoint", "group_hash", name="uq_alert_group"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint: str = Field(max_length=40)
+    group_hash: str = Field(max_length=64)
+    group_key: str
+    incident_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.ForeignKey("incident.id", ondelete="SET NULL"), nullable=True),
+    )
+    created_at: datetime = _when(nullable=False)
+    last_seen: datetime = _when(nullable=False)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One accepted webhook body: a sender's retry of it is recognised and counted once."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (sa.UniqueConstraint("endpoint", "delivery_key", name="uq_webhook_delivery"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint: str = Field(max_length=40)
+    delivery_key: str = Field(max_length=200)
+    received_at: datetime = _when(nullable=False, index=True)
+    alerts: int = 0

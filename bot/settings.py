@@ -36,7 +36,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from bot.errors import ConfigError, ConfigProblem
+from bot.classify import DEFAULT_RULES, OPS, Classifier, Condition, Op, SeverityRule
+from bot.errors import ConfigError, ConfigProblem, InvalidSeverity
 from bot.severity import PRESETS, SeverityLevel, SeverityScheme
 
 ENV_PREFIX = "WARROOM_"
@@ -143,12 +144,76 @@ class SeverityLevelSettings(_Section):
     description: str = ""
 
 
+_OPERATORS: tuple[Op, ...] = OPS
+
+
+class ConditionSettings(_Section):
+    """One operator and its operand, e.g. ``{gt: 95}`` or ``{in: [prod, production]}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    equals: str | float | None = None
+    regex: str | None = None
+    in_: list[str] | None = Field(default=None, alias="in")
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+    exists: bool | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ConditionSettings:
+        given = [op for op in _OPERATORS if getattr(self, "in_" if op == "in" else op) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(_OPERATORS)} (got {given or 'none'})")
+        return self
+
+    def build(self, path: str) -> Condition:
+        for op in _OPERATORS:
+            value = getattr(self, "in_" if op == "in" else op)
+            if value is not None:
+                operand = tuple(value) if op == "in" else value
+                return Condition(path, op, operand)
+        raise AssertionError("validated to hold one operator")
+
+
+def _equals_shorthand(value: object) -> object:
+    """``labels.alertname: X`` means ``labels.alertname: {equals: X}``."""
+    if isinstance(value, dict):
+        return {k: v if isinstance(v, dict) else {"equals": v} for k, v in value.items()}
+    return value
+
+
+class SeverityRuleSettings(_Section):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,59}$")
+    severity: str = Field(min_length=1)
+    match: Annotated[dict[str, ConditionSettings], BeforeValidator(_equals_shorthand)] = Field(
+        min_length=1
+    )
+
+    @field_validator("match")
+    @classmethod
+    def _conditions(cls, match: dict[str, ConditionSettings]) -> dict[str, ConditionSettings]:
+        for path, spec in match.items():
+            spec.build(path)  # raises ValueError naming the problem
+        return match
+
+    def build(self) -> SeverityRule:
+        return SeverityRule(
+            self.name, self.severity, tuple(c.build(p) for p, c in self.match.items())
+        )
+
+
 class SeveritySettings(_Section):
     scheme: Literal["p1-p4", "p0-p3"] = "p1-p4"
     levels: list[SeverityLevelSettings] | None = Field(
         default=None, description="Your own levels, most severe first; replaces the scheme."
     )
     default: str | None = None
+    rules: list[SeverityRuleSettings] = Field(
+        default_factory=list, description="Your classification rules, tried with the defaults."
+    )
+    default_rules: bool = Field(default=True, description="Also use the runbooks' rules.")
 
     @field_validator("levels")
     @classmethod
@@ -174,6 +239,22 @@ class SeveritySettings(_Section):
         if default not in names:
             raise ValueError(f"{default!r} is not one of the levels {', '.join(names)}")
         return default
+
+    @model_validator(mode="after")
+    def _rule_levels(self) -> SeveritySettings:
+        scheme = self.build()
+        for index, rule in enumerate(self.rules):
+            try:
+                scheme.get(rule.severity)
+            except InvalidSeverity as error:
+                raise ValueError(f"rules[{index}] ({rule.name}): {error}") from None
+        return self
+
+    def classifier(self) -> Classifier:
+        rules = [r.build() for r in self.rules]
+        if self.default_rules:
+            rules += DEFAULT_RULES
+        return Classifier(self.build(), rules)
 
     def build(self) -> SeverityScheme:
         if self.levels is None:
@@ -212,6 +293,71 @@ class IncidentSettings(_Section):
         return roles
 
 
+class IntakeSettings(_Section):
+    reopen_window: Duration = Field(
+        default=timedelta(hours=1),
+        description="An alert firing again this soon after resolution reopens the incident.",
+    )
+    when_all_resolved: Literal["monitoring", "resolve", "nothing"] = "monitoring"
+    group_by: list[str] = Field(default_factory=lambda: ["alertname", "service"])
+    group_window: Duration = Field(
+        default=timedelta(hours=24),
+        description="A group silent this long no longer feeds its still-open incident.",
+    )
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    timeout: Duration = timedelta(seconds=8)
+
+
+WebhookSource = Literal["alertmanager", "grafana", "pagerduty", "datadog", "events"]
+
+
+class WebhookSettings(_Section):
+    """One ``POST /webhooks/<name>`` endpoint. Secrets are named by environment variable."""
+
+    source: WebhookSource
+    token_env: str | None = Field(default=None, description="bearer token variable")
+    basic_user: str | None = None
+    basic_password_env: str | None = None
+    signing_secret_env: str | None = Field(
+        default=None, description="HMAC secret variable (Grafana, PagerDuty); commas rotate"
+    )
+    signature_header: str | None = None
+    timestamp_header: str | None = None
+    service: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    group_by: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WebhookSettings:
+        if (self.basic_user is None) != (self.basic_password_env is None):
+            raise ValueError("basic auth needs both basic_user and basic_password_env")
+        if self.signing_secret_env and self.source not in ("grafana", "pagerduty"):
+            raise ValueError(f"{self.source} does not sign its webhooks: use token_env")
+        for name in (self.token_env, self.basic_password_env, self.signing_secret_env):
+            if name is not None and not os.environ.get(name):
+                raise ValueError(f"environment variable {name} is not set")
+        return self
+
+    def secret(self, which: Literal["token", "basic", "signing"]) -> str | None:
+        name = {
+            "token": self.token_env,
+            "basic": self.basic_password_env,
+            "signing": self.signing_secret_env,
+        }[which]
+        return os.environ.get(name) if name else None
+
+
+def _default_webhooks() -> dict[str, WebhookSettings]:
+    sources: tuple[WebhookSource, ...] = (
+        "alertmanager",
+        "grafana",
+        "pagerduty",
+        "datadog",
+        "events",
+    )
+    return {source: WebhookSettings(source=source) for source in sources}
+
+
 class SlackSettings(_Section):
     bot_token: SecretStr | None = None
     signing_secret: SecretStr | None = None
@@ -245,9 +391,19 @@ class Settings(BaseSettings):
     incidents: IncidentSettings = IncidentSettings()
     slack: SlackSettings = SlackSettings()
     web: WebSettings = WebSettings()
+    intake: IntakeSettings = IntakeSettings()
+    webhooks: dict[str, WebhookSettings] = Field(default_factory=_default_webhooks)
     templates_dir: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     config_file: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("webhooks")
+    @classmethod
+    def _endpoint_names(cls, hooks: dict[str, WebhookSettings]) -> dict[str, WebhookSettings]:
+        bad = [n for n in hooks if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", n)]
+        if bad:
+            raise ValueError(f"endpoint names are lowercase letters, digits, - and _: {bad}")
+        return hooks
 
     @model_validator(mode="after")
     def _slack_pair(self) -> Settings:

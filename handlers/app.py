@@ -18,6 +18,7 @@ from bot.core import Core
 from bot.errors import StorageUnavailable
 from bot.migrate import upgrade
 from bot.settings import Settings, mask_url
+from handlers.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
             await asyncio.to_thread(upgrade, settings.database.url)
         core = Core.build(settings, clock=clock)
         app.state.core = core
+        app.state.webhooks = Webhooks(settings, core.intake, core.cache)
         if not settings.slack.connected:
             log.warning(
                 "Slack is not connected: running in local mode, messages are kept in the "
@@ -44,9 +46,18 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
             await core.close()
 
     return Starlette(
-        routes=[Route("/healthz", healthz), Route("/readyz", readyz)],
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/webhooks/{name}", webhook, methods=["POST"]),
+        ],
         lifespan=lifespan,
     )
+
+
+async def webhook(request: Request) -> JSONResponse:
+    webhooks: Webhooks = request.app.state.webhooks
+    return await webhooks.handle(request)
 
 
 async def healthz(request: Request) -> JSONResponse:

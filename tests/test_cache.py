@@ -27,24 +27,27 @@ async def cache() -> AsyncIterator[SharedCache]:
     await shared.close()
 
 
-async def test_first_time_is_shared_through_redis(cache: SharedCache) -> None:
+async def test_marks_are_shared_between_replicas(cache: SharedCache) -> None:
     other_replica = SharedCache(REDIS_URL, prefix=cache.prefix)
     assert await cache.status() == "ok"
-    assert await cache.first_time("alert:abc", 60) is True
-    assert await other_replica.first_time("alert:abc", 60) is False
-    assert await cache.first_time("alert:def", 60) is True
+    assert await other_replica.seen("delivery:abc") is False
+    await cache.mark("delivery:abc", 60)
+    assert await other_replica.seen("delivery:abc") is True
+    assert await other_replica.seen("delivery:def") is False
     await other_replica.close()
 
 
 async def test_down_redis_fails_open() -> None:
     down = SharedCache("redis://127.0.0.1:1/0", timeout=0.2)
     assert (await down.status()).startswith("unavailable")
-    assert await down.first_time("x", 60) is None
-    assert await down.first_time("x", 60) is None  # short-circuits while marked down
+    await down.mark("x", 60)
+    assert await down.seen("x") is False
+    assert await down.seen("x") is False  # short-circuits while marked down
     await down.close()
 
 
 async def test_unconfigured_is_not_an_error() -> None:
     none = SharedCache(None)
     assert await none.status() == "not configured"
-    assert await none.first_time("x", 60) is None
+    await none.mark("x", 60)
+    assert await none.seen("x") is False

@@ -82,3 +82,19 @@ def test_dockerfile_passes_hadolint() -> None:
     hadolint = Path(sys.executable).with_name("hadolint")
     result = subprocess.run([hadolint, str(REPO / "Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shipped_rules_are_the_documented_ones() -> None:
+    from bot.classify import DEFAULT_RULES
+
+    section = README.split("The shipped rules, from the runbooks:", 1)[1].split("\n\n", 2)[1]
+    documented = re.findall(r"^\| `([a-z0-9.-]+)` \|", section, flags=re.MULTILINE)
+    assert documented == [rule.name for rule in DEFAULT_RULES]
+
+
+def test_every_alert_source_is_documented() -> None:
+    from bot.alerts.registry import PARSERS
+
+    section = README.split("### Webhooks", 1)[1].split("```", 1)[0]
+    for source in PARSERS:
+        assert f"`{source}`" in section, f"source {source} is not described in the README"

@@ -1,0 +1,463 @@
+"""Alert intake: a parsed webhook delivery folded into incidents, in one transaction.
+
+Rules (each is a test):
+
+- A sender's exact retry (same endpoint and delivery id: PagerDuty's
+  ``X-Webhook-Id``, else the body's digest) counts once and changes nothing.
+- Each alert belongs to a group: the sender's own (Alertmanager and Grafana
+  ``groupKey``), else the configured ``group_by`` labels. A group's first
+  firing alert opens one incident; the group row is locked while a delivery is
+  processed, so concurrent deliveries for a new group still open one.
+- A firing alert already on an open incident updates it (count, last seen) and
+  adds nothing else; a new alert of the group is a timeline event.
+- A resolved alert is a timeline event. When all of an incident's alerts are
+  resolved, the incident follows ``when_all_resolved`` (default: ``monitoring``,
+  with a prompt to resolve).
+- An alert firing again within ``reopen_window`` of its incident's resolution
+  reopens that incident; later, it opens a new one. A firing alert on an
+  incident in ``monitoring`` puts it back to ``investigating``.
+- An incident's severity is the highest its alerts were classified at, unless a
+  person set it: automation never overrides a person (the timeline keeps both).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Literal
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.alerts.model import AlertStatus, Delivery, NormalizedAlert
+from bot.classify import Classification, Classifier
+from bot.clock import Clock
+from bot.db import Database
+from bot.incidents import Change, Incidents
+from bot.models import Alert, AlertGroup, Incident, SeveritySource, Status, WebhookDelivery
+
+log = logging.getLogger(__name__)
+
+AllResolvedPolicy = Literal["monitoring", "resolve", "nothing"]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """What intake needs to know of a webhook endpoint (no secrets)."""
+
+    name: str
+    source: str
+    service: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    group_by: tuple[str, ...] = ("alertname", "service")
+
+
+@dataclass(frozen=True, slots=True)
+class IntakePolicy:
+    reopen_window: timedelta = timedelta(hours=1)
+    group_window: timedelta = timedelta(hours=24)
+    when_all_resolved: AllResolvedPolicy = "monitoring"
+
+
+@dataclass
+class IntakeResult:
+    """What one delivery did; ``decisions`` explains it line by line (``warroom replay``)."""
+
+    duplicate: bool = False
+    ping: bool = False
+    alerts: int = 0
+    ignored: int = 0
+    opened: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    decisions: list[str] = field(default_factory=list)
+
+    @property
+    def incidents(self) -> list[str]:
+        return sorted(set(self.opened) | set(self.updated))
+
+
+class _DryRun(Exception):
+    """Raised at the end of a dry run so that its transaction rolls back."""
+
+
+class Intake:
+    def __init__(
+        self,
+        db: Database,
+        incidents: Incidents,
+        classifier: Classifier,
+        *,
+        clock: Clock,
+        policy: IntakePolicy = IntakePolicy(),
+    ) -> None:
+        self.db = db
+        self.incidents = incidents
+        self.classifier = classifier
+        self.clock = clock
+        self.policy = policy
+
+    async def receive(
+        self,
+        endpoint: Endpoint,
+        delivery: Delivery,
+        *,
+        delivery_key: str,
+        dry_run: bool = False,
+    ) -> IntakeResult:
+        """Store ``delivery``; return only once it is committed (or rolled back if ``dry_run``)."""
+        result = IntakeResult()
+        try:
+            async with self.db.transaction() as session:
+                if not await self._first_delivery(session, endpoint, delivery_key, delivery):
+                    result.duplicate = True
+                    result.decisions.append(f"delivery {delivery_key[:16]} seen before: ignored")
+                    return result
+                if delivery.is_ping:
+                    result.ping = True
+                    result.decisions.append("ping: nothing to do")
+                else:
+                    await _Run(self, session, endpoint, delivery, result).run()
+                if dry_run:
+                    raise _DryRun
+        except _DryRun:
+            result.decisions.append("dry run: nothing was written")
+        return result
+
+    async def _first_delivery(
+        self, session: AsyncSession, endpoint: Endpoint, key: str, delivery: Delivery
+    ) -> bool:
+        row = {
+            "endpoint": endpoint.name,
+            "delivery_key": key[:200],
+            "received_at": self.clock.now(),
+            "alerts": len(delivery.alerts),
+        }
+        return await _insert_ignore(session, WebhookDelivery, row, ("endpoint", "delivery_key"))
+
+
+class _Run:
+    """One delivery's processing inside its transaction."""
+
+    def __init__(
+        self,
+        intake: Intake,
+        session: AsyncSession,
+        endpoint: Endpoint,
+        delivery: Delivery,
+        result: IntakeResult,
+    ) -> None:
+        self.intake = intake
+        self.session = session
+        self.endpoint = endpoint
+        self.delivery = delivery
+        self.result = result
+        self.now = intake.clock.now()
+        self.actor = endpoint.name
+        self.touched: dict[int, Incident] = {}
+
+    async def run(self) -> None:
+        for alert in self.delivery.alerts:
+            await self._one(self._with_defaults(alert))
+        for incident in list(self.touched.values()):
+            await self._after(incident)
+
+    def _with_defaults(self, alert: NormalizedAlert) -> NormalizedAlert:
+        labels = {**self.endpoint.labels, **alert.labels}
+        if self.endpoint.service and "service" not in labels:
+            labels["service"] = self.endpoint.service
+        return replace(alert, labels=labels)
+
+    async def _one(self, alert: NormalizedAlert) -> None:
+        group_key = alert.group_key or self.delivery.group_key
+        sender_groups = group_key is not None
+        if group_key is None:
+            values = {k: alert.labels.get(k, "") for k in self.endpoint.group_by}
+            group_key = "by:" + ",".join(f"{k}={v}" for k, v in values.items())
+        group = await self._lock_group(group_key)
+        incident = await self._incident_of(group, alert, sender_groups)
+        if incident is None:
+            self.result.ignored += 1
+            self.result.decisions.append(
+                f"{alert.name}: resolved, but no incident is open for its group: ignored"
+            )
+            return
+        group.incident_id = incident.id
+        group.last_seen = self.now
+        self.session.add(group)
+        self.result.alerts += 1
+        await self._store_alert(incident, alert, group_key)
+        await self._classify(incident, alert)
+        await self._acknowledge_if_asked(incident)
+        self.touched[_id(incident)] = incident
+
+    async def _lock_group(self, group_key: str) -> AlertGroup:
+        digest = hashlib.sha256(group_key.encode()).hexdigest()
+        await _insert_ignore(
+            self.session,
+            AlertGroup,
+            {
+                "endpoint": self.endpoint.name,
+                "group_hash": digest,
+                "group_key": group_key,
+                "created_at": self.now,
+                "last_seen": self.now,
+            },
+            ("endpoint", "group_hash"),
+        )
+        query = (
+            select(AlertGroup)
+            .where(col(AlertGroup.endpoint) == self.endpoint.name)
+            .where(col(AlertGroup.group_hash) == digest)
+            .with_for_update()
+        )
+        return (await self.session.exec(query)).one()
+
+    async def _incident_of(
+        self, group: AlertGroup, alert: NormalizedAlert, sender_groups: bool
+    ) -> Incident | None:
+        firing = alert.status is AlertStatus.FIRING
+        policy = self.intake.policy
+        incidents = self.intake.incidents
+        if group.incident_id is not None:
+            incident = await incidents.lock(self.session, group.incident_id)
+            if incident.state.is_open:
+                stale = not sender_groups and self.now - group.last_seen > policy.group_window
+                if not (stale and firing):
+                    return incident
+                self.result.decisions.append(
+                    f"{alert.name}: group silent for over {policy.group_window}; "
+                    f"{incident.key} left alone"
+                )
+            elif not firing:
+                return incident  # a late resolve for a closed incident: recorded, no reopen
+            elif incident.resolved_at and self.now - incident.resolved_at <= policy.reopen_window:
+                await incidents.reopen(
+                    incident,
+                    actor=self.actor,
+                    reason=f"{alert.name} fired again within {_human(policy.reopen_window)}",
+                    session=self.session,
+                )
+                self.result.decisions.append(f"{alert.name}: reopens {incident.key}")
+                self._updated(incident)
+                return incident
+        if not firing:
+            return None
+        return await self._open(alert)
+
+    async def _open(self, alert: NormalizedAlert) -> Incident:
+        verdict = self.intake.classifier.classify(alert)
+        title = alert.summary or alert.name or "Alert"
+        service = alert.labels.get("service") or alert.labels.get("job") or self.endpoint.service
+        incident = await self.intake.incidents.declare(
+            title=title[:200],
+            actor=self.actor,
+            severity=verdict.severity,
+            severity_reason=verdict.reason,
+            severity_source=SeveritySource.RULE,
+            service=service,
+            impact=alert.annotations.get("impact", ""),
+            summary=alert.description,
+            detected_at=alert.starts_at or self.now,
+            acknowledge=False,
+            session=self.session,
+        )
+        self.result.opened.append(incident.key)
+        self.result.decisions.append(
+            f"{alert.name}: opens {incident.key} ({verdict.severity}: {verdict.reason})"
+        )
+        return incident
+
+    async def _store_alert(self, incident: Incident, alert: NormalizedAlert, group: str) -> None:
+        query = (
+            select(Alert)
+            .where(col(Alert.incident_id) == incident.id)
+            .where(col(Alert.endpoint) == self.endpoint.name)
+            .where(col(Alert.fingerprint) == alert.fingerprint)
+        )
+        row = (await self.session.exec(query)).first()
+        fields = {
+            "status": alert.status.value,
+            "labels": alert.labels,
+            "annotations": alert.annotations,
+            "summary": alert.summary,
+            "description": alert.description,
+            "links": alert.links,
+            "values": alert.values,
+            "severity_hint": alert.severity_hint,
+            "starts_at": alert.starts_at,
+            "ends_at": alert.ends_at,
+            "last_seen": self.now,
+            "raw": alert.raw,
+            "group_key": group,
+        }
+        incidents = self.intake.incidents
+        if row is None:
+            self.session.add(
+                Alert(
+                    incident_id=incident.id,
+                    source=alert.source,
+                    endpoint=self.endpoint.name,
+                    fingerprint=alert.fingerprint,
+                    first_seen=self.now,
+                    count=1,
+                    **fields,  # type: ignore[arg-type]
+                )
+            )
+            verb = "firing" if alert.status is AlertStatus.FIRING else "resolved"
+            await incidents.record(
+                self.session,
+                incident,
+                self.actor,
+                [
+                    Change(
+                        "alert", f"alert {verb}: {alert.summary or alert.name}", self._data(alert)
+                    )
+                ],
+            )
+            if incident.key not in self.result.opened:
+                self._updated(incident)
+                self.result.decisions.append(f"{alert.name}: new alert on {incident.key}")
+            return
+        previous = row.status
+        for name, value in fields.items():
+            setattr(row, name, value)
+        row.count += 1
+        self.session.add(row)
+        self._updated(incident)
+        if previous != alert.status.value:
+            verb = "firing again" if alert.status is AlertStatus.FIRING else "resolved"
+            await incidents.record(
+                self.session,
+                incident,
+                self.actor,
+                [
+                    Change(
+                        "alert", f"alert {verb}: {alert.summary or alert.name}", self._data(alert)
+                    )
+                ],
+            )
+            self.result.decisions.append(f"{alert.name}: {verb} on {incident.key}")
+        else:
+            self.result.decisions.append(
+                f"{alert.name}: repeat on {incident.key} (seen {row.count} times)"
+            )
+
+    def _data(self, alert: NormalizedAlert) -> dict[str, object]:
+        return {
+            "fingerprint": alert.fingerprint,
+            "status": alert.status.value,
+            "source": alert.source,
+            "endpoint": self.endpoint.name,
+            "links": alert.links,
+        }
+
+    async def _classify(self, incident: Incident, alert: NormalizedAlert) -> None:
+        if alert.status is not AlertStatus.FIRING:
+            return
+        verdict: Classification = self.intake.classifier.classify(alert)
+        scheme = self.intake.incidents.scheme
+        if scheme.rank(verdict.severity) >= scheme.rank(incident.severity):
+            return  # automation raises severity, it never lowers it
+        await self.intake.incidents.set_severity(
+            incident,
+            verdict.severity,
+            actor=self.actor,
+            reason=verdict.reason,
+            source=SeveritySource.RULE,
+            session=self.session,
+        )
+        self.result.decisions.append(
+            f"{alert.name}: severity {verdict.severity} ({verdict.reason})"
+        )
+
+    async def _acknowledge_if_asked(self, incident: Incident) -> None:
+        extra = self.delivery.extra
+        asked = extra.get("action") == "acknowledge" or extra.get("event_type") == (
+            "incident.acknowledged"
+        )
+        if asked and incident.acknowledged_at is None and incident.state.is_open:
+            await self.intake.incidents.acknowledge(
+                incident, actor=self.actor, session=self.session
+            )
+            self.result.decisions.append(f"{incident.key}: acknowledged at the sender")
+
+    async def _after(self, incident: Incident) -> None:
+        """Move the incident as its alerts say: back to work, or towards resolution."""
+        statuses = (
+            await self.session.exec(
+                select(col(Alert.status)).where(col(Alert.incident_id) == incident.id)
+            )
+        ).all()
+        incidents = self.intake.incidents
+        firing = [s for s in statuses if s == AlertStatus.FIRING.value]
+        if firing and incident.state is Status.MONITORING:
+            await incidents.set_status(
+                incident,
+                Status.INVESTIGATING.value,
+                actor=self.actor,
+                note="an alert is firing again",
+                session=self.session,
+            )
+            self.result.decisions.append(f"{incident.key}: back to investigating")
+            return
+        if firing or not statuses or not incident.state.is_open:
+            return
+        policy = self.intake.policy.when_all_resolved
+        text = f"all {len(statuses)} alert(s) resolved"
+        if policy == "resolve":
+            await incidents.resolve(incident, actor=self.actor, summary=text, session=self.session)
+            self.result.decisions.append(f"{incident.key}: {text}: resolved")
+        elif policy == "monitoring" and incident.state is not Status.MONITORING:
+            await incidents.set_status(
+                incident,
+                Status.MONITORING.value,
+                actor=self.actor,
+                note=f"{text}; resolve the incident when you are satisfied",
+                session=self.session,
+            )
+            self.result.decisions.append(f"{incident.key}: {text}: monitoring")
+        else:
+            await incidents.record(self.session, incident, self.actor, [Change("alert", text)])
+
+    def _updated(self, incident: Incident) -> None:
+        if incident.key not in self.result.opened and incident.key not in self.result.updated:
+            self.result.updated.append(incident.key)
+
+
+async def _insert_ignore(
+    session: AsyncSession,
+    model: type[WebhookDelivery] | type[AlertGroup],
+    values: dict[str, object],
+    unique: tuple[str, ...],
+) -> bool:
+    """INSERT unless the unique key exists; True if this call inserted the row."""
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(model)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=list(unique))
+        .returning(col(model.id))
+    )
+    result = await session.exec(statement)
+    return result.first() is not None
+
+
+def delivery_key(raw: bytes, sender_id: str | None = None) -> str:
+    """The sender's delivery id when it gives one, else the digest of the exact body."""
+    if sender_id:
+        return "id:" + sender_id.strip()[:190]
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def _id(incident: Incident) -> int:
+    assert incident.id is not None
+    return incident.id
+
+
+def _human(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60} h" if minutes % 60 == 0 and minutes >= 60 else f"{minutes} min"

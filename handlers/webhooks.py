@@ -1,0 +1,198 @@
+"""``POST /webhooks/<name>``: alert senders' native bodies in, 2xx only after commit.
+
+Order of checks: unknown endpoint 404; body over the cap 413; credentials 401
+(nothing about why); content type 415; malformed JSON or missing fields 400
+naming the field. Nothing is stored on any 4xx. Storage down (or slower than
+``intake.timeout``) answers 503 with ``Retry-After`` so the sender retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+
+from bot.alerts.errors import PayloadError
+from bot.alerts.pagerduty import verify_signature as verify_pagerduty
+from bot.alerts.registry import get_parser
+from bot.alerts.signatures import GRAFANA_SIGNATURE_HEADER, verify_grafana
+from bot.cache import SharedCache
+from bot.errors import StorageUnavailable
+from bot.intake import Endpoint, Intake, delivery_key
+from bot.settings import Settings, WebhookSettings
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5
+DEDUP_TTL_S = 48 * 3600  # PagerDuty retries for 48 hours
+PAGERDUTY_SIGNATURE_HEADER = "X-PagerDuty-Signature"
+
+
+class _TooLarge(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    endpoint: Endpoint
+    config: WebhookSettings
+
+
+class Webhooks:
+    """The configured endpoints and what they need to run."""
+
+    def __init__(self, settings: Settings, intake: Intake, cache: SharedCache) -> None:
+        self.intake = intake
+        self.cache = cache
+        self.max_body = settings.intake.max_body_bytes
+        self.timeout = settings.intake.timeout.total_seconds()
+        self.endpoints = {
+            name: WebhookEndpoint(
+                Endpoint(
+                    name=name,
+                    source=config.source,
+                    service=config.service,
+                    labels=dict(config.labels),
+                    group_by=tuple(config.group_by or settings.intake.group_by),
+                ),
+                config,
+            )
+            for name, config in settings.webhooks.items()
+        }
+
+    async def handle(self, request: Request) -> JSONResponse:
+        hook = self.endpoints.get(request.path_params["name"])
+        if hook is None:
+            return _error(404, "no such webhook endpoint")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body:
+            return _error(413, f"body over {self.max_body} bytes")
+        try:
+            raw = await self._read(request)
+        except _TooLarge:
+            return _error(413, f"body over {self.max_body} bytes")
+        except ClientDisconnect:
+            return _error(400, "the client went away before the body arrived")
+        if not _authorised(hook.config, request, raw):
+            headers = {"WWW-Authenticate": "Bearer"} if hook.config.token_env else {}
+            return _error(401, "unauthorized", headers=headers)
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            return _error(415, f"send Content-Type: application/json, not {media or 'nothing'}")
+        try:
+            body = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            return _error(400, f"malformed JSON: {error}", field="$")
+        try:
+            delivery = get_parser(hook.endpoint.source)(body)
+        except PayloadError as error:
+            return _error(400, str(error), field=error.field)
+        sender_id = request.headers.get("x-webhook-id") or delivery.delivery_id
+        key = delivery_key(raw, sender_id)
+        dedup = f"delivery:{hook.endpoint.name}:{key}"
+        if await self.cache.seen(dedup):
+            return JSONResponse({"status": "duplicate", "alerts": 0, "incidents": []})
+        try:
+            result = await asyncio.wait_for(
+                self.intake.receive(hook.endpoint, delivery, delivery_key=key), self.timeout
+            )
+        except (StorageUnavailable, TimeoutError) as error:
+            log.warning(
+                "webhook %s refused with 503: %s",
+                hook.endpoint.name,
+                error or "timed out",
+                extra={"endpoint": hook.endpoint.name},
+            )
+            return _error(
+                503,
+                "storage unavailable, retry later",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        await self.cache.mark(dedup, DEDUP_TTL_S)
+        status = "duplicate" if result.duplicate else ("pong" if result.ping else "accepted")
+        log.info(
+            "webhook %s: %s, %d alert(s), incidents %s",
+            hook.endpoint.name,
+            status,
+            result.alerts,
+            ",".join(result.incidents) or "-",
+            extra={"endpoint": hook.endpoint.name, "incidents": result.incidents},
+        )
+        return JSONResponse(
+            {
+                "status": status,
+                "alerts": result.alerts,
+                "ignored": result.ignored,
+                "incidents": result.incidents,
+                "opened": result.opened,
+            }
+        )
+
+    async def _read(self, request: Request) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                raise _TooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _authorised(config: WebhookSettings, request: Request, raw: bytes) -> bool:
+    """Every configured check must pass; an endpoint with none is open (see the README)."""
+    header = request.headers.get("authorization", "")
+    token = config.secret("token")
+    if token is not None and not _same(header.removeprefix("Bearer ").strip(), token):
+        return False
+    password = config.secret("basic")
+    if password is not None and not _basic_ok(header, config.basic_user or "", password):
+        return False
+    secret = config.secret("signing")
+    if secret is not None:
+        secrets = [s.strip() for s in secret.split(",") if s.strip()]
+        if config.source == "pagerduty":
+            name = config.signature_header or PAGERDUTY_SIGNATURE_HEADER
+            return verify_pagerduty(raw, request.headers.get(name, ""), secrets)
+        name = config.signature_header or GRAFANA_SIGNATURE_HEADER
+        stamp = request.headers.get(config.timestamp_header) if config.timestamp_header else None
+        if config.timestamp_header and stamp is None:
+            return False
+        signature = request.headers.get(name, "")
+        return any(verify_grafana(raw, s, signature, stamp) for s in secrets)
+    return True
+
+
+def _basic_ok(header: str, user: str, password: str) -> bool:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        given = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    given_user, _, given_password = given.partition(":")
+    return _same(given_user, user) & _same(given_password, password)
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _error(
+    status: int, message: str, *, field: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body: dict[str, str] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    if status >= 500:
+        body["reference"] = uuid.uuid4().hex[:8]
+    return JSONResponse(body, status_code=status, headers=headers)
