@@ -174,8 +174,11 @@ class _Run:
         group_key = alert.group_key or self.delivery.group_key
         sender_groups = group_key is not None
         if group_key is None:
-            values = {k: alert.labels.get(k, "") for k in self.endpoint.group_by}
-            group_key = "by:" + ",".join(f"{k}={v}" for k, v in values.items())
+            values = {k: alert.labels[k] for k in self.endpoint.group_by if k in alert.labels}
+            if values:
+                group_key = "by:" + ",".join(f"{k}={v}" for k, v in values.items())
+            else:  # none of the grouping labels: the alert is its own group
+                group_key = f"alert:{alert.fingerprint}"
         group = await self._lock_group(group_key)
         incident = await self._incident_of(group, alert, sender_groups)
         if incident is None:

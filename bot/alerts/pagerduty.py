@@ -160,6 +160,7 @@ def _incident_alert(
     return NormalizedAlert(
         source=SOURCE,
         fingerprint=incident_id,
+        group_key=f"pagerduty-incident:{incident_id}",  # one PagerDuty incident, one of ours
         status=status,
         labels=labels,
         annotations=annotations,

@@ -43,7 +43,7 @@ def test_incident_triggered() -> None:
     assert alert.annotations["escalation_policy"] == "Default"
     assert alert.starts_at == datetime(2021, 6, 4, 13, 35, 29, 781000, tzinfo=UTC)
     assert alert.ends_at is None
-    assert alert.group_key is None
+    assert alert.group_key == "pagerduty-incident:PFQZPSY"
 
 
 def test_incident_acknowledged_stays_firing() -> None:

@@ -1,0 +1,325 @@
+"""`POST /webhooks/<name>` through the real ASGI app, on SQLite and Postgres."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlmodel import Session, col, create_engine, func, select
+from starlette.testclient import TestClient
+
+from bot.db import sync_url
+from bot.models import Alert, Incident, TimelineEvent, WebhookDelivery
+from bot.settings import load_settings
+from handlers.app import create_app
+
+from .alerts.payloads import load, raw
+
+JSON = {"content-type": "application/json"}
+
+
+class Server:
+    def __init__(self, client: TestClient, url: str) -> None:
+        self.client = client
+        self.url = url
+
+    def post(self, name: str, body: bytes | dict | list, **headers: str):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return self.client.post(f"/webhooks/{name}", content=data, headers={**JSON, **headers})
+
+    def count(self, model: type) -> int:
+        engine = create_engine(sync_url(self.url))
+        with Session(engine) as session:
+            value = session.exec(select(func.count()).select_from(model)).one()
+        engine.dispose()
+        return value
+
+    def rows(self, model: type) -> list:
+        engine = create_engine(sync_url(self.url))
+        with Session(engine) as session:
+            found = list(session.exec(select(model).order_by(col(model.id))).all())
+        engine.dispose()
+        return found
+
+    def stored_nothing(self) -> bool:
+        return all(self.count(m) == 0 for m in (Incident, Alert, TimelineEvent, WebhookDelivery))
+
+
+def make_server(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: str = ""
+) -> Iterator[Server]:
+    for var in list(os.environ):
+        if var.startswith(("WARROOM_", "SLACK_")):
+            monkeypatch.delenv(var)
+    monkeypatch.setenv("DATABASE_URL", url)
+    path = None
+    if config:
+        path = tmp_path / "warroom.yaml"
+        path.write_text(config)
+    with TestClient(create_app(load_settings(path))) as client:
+        yield Server(client, url)
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    yield from make_server(database_url, tmp_path, monkeypatch)
+
+
+def test_alertmanager_firing_then_resolved(server: Server) -> None:
+    firing = server.post("alertmanager", raw("alertmanager/firing_capture_am0.27.0.wire.json"))
+    assert firing.status_code == 200
+    assert firing.json() == {
+        "status": "accepted",
+        "alerts": 1,
+        "ignored": 0,
+        "incidents": ["INC-0001"],
+        "opened": ["INC-0001"],
+    }
+    again = server.post("alertmanager", raw("alertmanager/firing_capture_am0.27.0.wire.json"))
+    assert again.json()["status"] == "duplicate"
+    resolved = server.post("alertmanager", raw("alertmanager/resolved_capture_am0.27.0.wire.json"))
+    assert resolved.json()["incidents"] == ["INC-0001"]
+
+    (incident,) = server.rows(Incident)
+    assert incident.title == "frontend error rate above 5%"
+    assert incident.status == "monitoring"
+    assert (incident.severity, incident.severity_source) == ("P1", "rule")
+    (alert,) = server.rows(Alert)
+    assert alert.fingerprint == "0eeee852e85422ff"
+    assert alert.status == "resolved"
+    assert alert.count == 2
+    assert alert.links["generator"].startswith("http")
+    assert server.count(WebhookDelivery) == 2
+
+
+def test_grafana_two_alerts_one_incident(server: Server) -> None:
+    answer = server.post("grafana", load("grafana/unified_firing_two_alerts_doc_example.json"))
+    assert answer.status_code == 200
+    assert answer.json()["alerts"] == 2
+    assert server.count(Incident) == 1
+    alerts = server.rows(Alert)
+    assert len(alerts) == 2
+    assert all(a.values for a in alerts)
+    assert all(a.links["silence"].startswith("https://play.grafana.org/") for a in alerts)
+
+
+def test_pagerduty_trigger_ack_resolve(server: Server) -> None:
+    """One PagerDuty incident's life: its triggered body, then the same incident acked, resolved."""
+    triggered = load("pagerduty/incident_triggered.json")
+    assert server.post("pagerduty", triggered).json()["opened"] == ["INC-0001"]
+    for n, event_type in enumerate(("incident.acknowledged", "incident.resolved")):
+        body = json.loads(json.dumps(triggered))
+        body["event"]["event_type"] = event_type
+        body["event"]["id"] = f"next-{n}"
+        answer = server.post("pagerduty", body)
+        assert answer.json()["incidents"] == ["INC-0001"], answer.text
+    (incident,) = server.rows(Incident)
+    assert incident.title == "Test Incident 3"
+    assert incident.acknowledged_by == "pagerduty"
+    assert incident.status == "monitoring"
+    (alert,) = server.rows(Alert)
+    assert alert.links["pagerduty"] == "https://pig208.pagerduty.com/incidents/PFQZPSY"
+    assert alert.status == "resolved"
+    # Another PagerDuty incident is another of ours; a resolve for an unknown one is ignored.
+    assert server.post("pagerduty", load("pagerduty/incident_acknowledged.json")).json()[
+        "opened"
+    ] == ["INC-0002"]
+    late = server.post("pagerduty", load("pagerduty/incident_resolved.json")).json()
+    assert (late["ignored"], late["incidents"]) == (1, [])
+
+
+def test_events_and_datadog(server: Server) -> None:
+    trigger = "pagerduty_events_v2/pagerduty_events_api_v2_trigger_doc_example.json"
+    assert server.post("events", load(trigger)).status_code == 200
+    dd = server.post("datadog", load("datadog/triggered_custom_payload_capture_2015.json"))
+    assert dd.status_code == 200
+    recovered = load("datadog/recovered_custom_payload_capture_2015.json")
+    assert server.post("datadog", recovered).json()["incidents"] == ["INC-0002"]
+    assert server.count(Incident) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "headers", "status", "needle"),
+    [
+        ("nope", b"{}", {}, 404, "no such webhook endpoint"),
+        ("alertmanager", b"{", {}, 400, "malformed JSON"),
+        ("alertmanager", b'{"alerts": 5}', {}, 400, "alerts: expected an array"),
+        ("alertmanager", b"{}", {"content-type": "text/plain"}, 415, "application/json"),
+        ("pagerduty", b'{"event": {}}', {}, 400, "event"),
+        ("alertmanager", b"\xff\xfe", {}, 400, "malformed JSON"),
+        ("alertmanager", b"x" * (1024 * 1024 + 1), {}, 413, "body over 1048576 bytes"),
+    ],
+)
+def test_bad_input_is_refused_and_nothing_is_stored(
+    server: Server, name: str, body: bytes, headers: dict, status: int, needle: str
+) -> None:
+    answer = server.post(name, body, **headers)
+    assert answer.status_code == status
+    assert needle in answer.json()["error"]
+    assert server.stored_nothing()
+
+
+AUTH_CONFIG = """
+webhooks:
+  am:
+    source: alertmanager
+    token_env: T_AM_TOKEN
+  dd:
+    source: datadog
+    basic_user: datadog
+    basic_password_env: T_DD_PASSWORD
+  graf:
+    source: grafana
+    signing_secret_env: T_GRAFANA_SECRET
+    timestamp_header: X-Grafana-Alerting-Signature-Timestamp
+  pd:
+    source: pagerduty
+    signing_secret_env: T_PD_SECRETS
+"""
+
+
+@pytest.fixture
+def guarded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_template: Path):
+    import shutil
+
+    db = tmp_path / "guarded.db"
+    shutil.copy(sqlite_template, db)
+    signature = (raw("pagerduty/signed_priority_updated.signature.txt")).decode()
+    secret = next(
+        line.split("=", 1)[1].strip()
+        for line in signature.splitlines()
+        if line.startswith("secret=")
+    )
+    monkeypatch.setenv("T_AM_TOKEN", "am-token")
+    monkeypatch.setenv("T_DD_PASSWORD", "dd-pass")
+    monkeypatch.setenv("T_GRAFANA_SECRET", "old-secret,grafana-secret")
+    monkeypatch.setenv("T_PD_SECRETS", f"rotated-out,{secret}")
+    yield from make_server(f"sqlite:///{db}", tmp_path, monkeypatch, AUTH_CONFIG)
+
+
+def test_bearer_and_basic_auth(guarded: Server) -> None:
+    body = raw("alertmanager/firing_capture_am0.27.0.wire.json")
+    assert guarded.post("am", body).status_code == 401
+    assert guarded.post("am", body, authorization="Bearer wrong").status_code == 401
+    assert guarded.stored_nothing()
+    assert guarded.post("am", body, authorization="Bearer am-token").status_code == 200
+    dd = raw("datadog/triggered_custom_payload_capture_2015.json")
+    good = "Basic " + base64.b64encode(b"datadog:dd-pass").decode()
+    bad = "Basic " + base64.b64encode(b"datadog:nope").decode()
+    assert guarded.post("dd", dd, authorization=bad).status_code == 401
+    assert guarded.post("dd", dd, authorization="Basic !!!").status_code == 401
+    assert guarded.post("dd", dd, authorization=good).status_code == 200
+    assert guarded.post("dd", dd, authorization=good).json()["status"] == "duplicate"
+
+
+def test_grafana_signature_with_timestamp(guarded: Server) -> None:
+    body = raw("grafana/unified_firing_default_payload_upstream_test.json")
+    stamp = "1732615200"
+    digest = hmac.new(b"grafana-secret", stamp.encode() + b":" + body, hashlib.sha256)
+    headers = {
+        "X-Grafana-Alerting-Signature": digest.hexdigest(),
+        "X-Grafana-Alerting-Signature-Timestamp": stamp,
+    }
+    assert (
+        guarded.post(
+            "graf", body, **{**headers, "X-Grafana-Alerting-Signature": "0" * 64}
+        ).status_code
+        == 401
+    )
+    assert (
+        guarded.post(
+            "graf", body, **{"X-Grafana-Alerting-Signature": digest.hexdigest()}
+        ).status_code
+        == 401
+    )  # the timestamp header is required
+    answer = guarded.post("graf", body, **headers)
+    assert answer.status_code == 200, answer.text
+
+
+def test_pagerduty_signature_from_the_real_vector(guarded: Server) -> None:
+    body = raw("pagerduty/signed_priority_updated.raw.json")
+    text = raw("pagerduty/signed_priority_updated.signature.txt").decode()
+    header = next(
+        line.split(":", 1)[1].strip()
+        for line in text.splitlines()
+        if "x-pagerduty-signature" in line.lower()
+    )
+    assert (
+        guarded.post("pd", body, **{"X-PagerDuty-Signature": "v1=" + "0" * 64}).status_code == 401
+    )
+    answer = guarded.post("pd", body, **{"X-PagerDuty-Signature": header, "X-Webhook-Id": "w1"})
+    assert answer.status_code == 200, answer.text
+    retry = guarded.post("pd", body, **{"X-PagerDuty-Signature": header, "X-Webhook-Id": "w1"})
+    assert retry.json()["status"] == "duplicate"
+
+
+def test_sqlite_locked_gives_503_then_the_retry_counts_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_template: Path
+) -> None:
+    import shutil
+
+    path = tmp_path / "locked.db"
+    shutil.copy(sqlite_template, path)
+    monkeypatch.setenv("WARROOM_DATABASE__CONNECT_TIMEOUT", "1s")
+    body = raw("alertmanager/firing_capture_am0.27.0.wire.json")
+    for server in make_server(f"sqlite:///{path}", tmp_path, monkeypatch):
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        refused = server.post("alertmanager", body)
+        holder.execute("ROLLBACK")
+        holder.close()
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "5"
+        assert server.stored_nothing()
+        assert server.post("alertmanager", body).json()["opened"] == ["INC-0001"]
+        assert server.post("alertmanager", body).json()["status"] == "duplicate"
+        assert server.count(Incident) == 1
+
+
+def test_postgres_refusing_connections_gives_503_then_recovers(
+    pg_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .conftest import create_pg_database, drop_pg_database
+
+    name, url = create_pg_database(pg_server)
+    from bot.migrate import upgrade
+
+    upgrade(url)
+    body = raw("alertmanager/firing_capture_am0.27.0.wire.json")
+
+    def allow(on: bool) -> None:
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
+                    sql.Identifier(name), sql.SQL("true" if on else "false")
+                )
+            )
+            if not on:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (name,),
+                )
+
+    try:
+        for server in make_server(url, tmp_path, monkeypatch):
+            allow(False)
+            refused = server.post("alertmanager", body)
+            assert refused.status_code == 503
+            assert refused.json()["error"] == "storage unavailable, retry later"
+            allow(True)
+            assert server.post("alertmanager", body).json()["opened"] == ["INC-0001"]
+            assert server.post("alertmanager", body).json()["status"] == "duplicate"
+            assert server.count(Incident) == 1
+            assert server.count(Alert) == 1
+    finally:
+        allow(True)
+        drop_pg_database(pg_server, name)
