@@ -11,6 +11,7 @@ half-written, because every change is one transaction.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -77,6 +78,9 @@ class Database:
         )
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine, busy_ms=int(connect_timeout * 1000))
+        # SQLite has one writer at a time: queue this process's writers fairly instead of
+        # letting them poll the file lock (the busy timeout is left for other processes).
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
         self._writer = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
         self._reader = async_sessionmaker(
             self.engine.execution_options(**{_READ_ONLY: True}),
@@ -88,8 +92,9 @@ class Database:
     async def transaction(self, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error."""
         maker = self._reader if read_only else self._writer
+        lock = None if read_only else self._write_lock
         try:
-            async with maker() as session, session.begin():
+            async with _maybe(lock), maker() as session, session.begin():
                 yield session
         except _STORAGE_ERRORS as error:
             log.warning("storage unavailable: %s", _short(error))
@@ -102,6 +107,15 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+@asynccontextmanager
+async def _maybe(lock: asyncio.Lock | None) -> AsyncIterator[None]:
+    if lock is None:
+        yield
+        return
+    async with lock:
+        yield
 
 
 def _short(error: BaseException) -> str:

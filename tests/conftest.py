@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from psycopg import sql
@@ -135,3 +139,52 @@ def clock() -> FixedClock:
 @pytest.fixture
 def incidents(db: Database, clock: FixedClock) -> Incidents:
     return Incidents(db, clock=clock, scheme=P1_P4)
+
+
+class LiveServer:
+    """A real `warroom serve` process on a free loopback port."""
+
+    def __init__(self, database_url: str, cwd: Path, env: dict[str, str] | None = None) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("WARROOM_", "SLACK_"))}
+        clean.update(
+            {"DATABASE_URL": database_url, "WARROOM_SERVER__PORT": str(self.port)}, **(env or {})
+        )
+        self.log = cwd / f"server-{self.port}.log"
+        self._log = self.log.open("w")
+        warroom = Path(sys.executable).with_name("warroom")
+        self.process = subprocess.Popen(
+            [warroom, "serve"], cwd=cwd, env=clean, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"server did not start:\n{self.log.read_text()}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self._log.close()
+
+
+@pytest.fixture
+def live_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    server = LiveServer(database_url, tmp_path)
+    yield server
+    server.stop()
