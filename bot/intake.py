@@ -157,6 +157,7 @@ class _Run:
         self.now = intake.clock.now()
         self.actor = endpoint.name
         self.touched: dict[int, Incident] = {}
+        self.openers: set[str] = set()  # fingerprints of the alerts that opened an incident
 
     async def run(self) -> None:
         for alert in self.delivery.alerts:
@@ -268,6 +269,7 @@ class _Run:
             session=self.session,
         )
         self.result.opened.append(incident.key)
+        self.openers.add(alert.fingerprint)
         self.result.decisions.append(
             f"{alert.name}: opens {incident.key} ({verdict.severity}: {verdict.reason})"
         )
@@ -320,8 +322,8 @@ class _Run:
                     )
                 ],
             )
-            if incident.key not in self.result.opened:
-                self._updated(incident)
+            self._updated(incident)
+            if alert.fingerprint not in self.openers:
                 self.result.decisions.append(f"{alert.name}: new alert on {incident.key}")
             return
         previous = row.status

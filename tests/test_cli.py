@@ -189,3 +189,31 @@ def test_unreachable_database_exits_3(tmp_path: Path, monkeypatch) -> None:
     result = CliRunner().invoke(cli, ["incident", "list"])
     assert result.exit_code == 3
     assert "the database is unavailable" in result.output
+
+
+PAYLOADS = Path(__file__).resolve().parents[2] / "shared" / "payloads"
+
+
+def test_replay_dry_run_explains_and_writes_nothing(run) -> None:
+    body = str(PAYLOADS / "alertmanager" / "firing_capture_am0.27.0.wire.json")
+    dry = run("replay", body, "--source", "alertmanager", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "firing   ServiceHighErrorRate  [0eeee852e85422ff]" in dry.output
+    assert "severity P1: alertmanager severity 'critical' (no rule matched)" in dry.output
+    assert "what would happen:\n  ServiceHighErrorRate: opens INC-0001" in dry.output
+    assert "dry run: nothing was written" in dry.output
+    assert "no incidents" in run("incident", "list", "--all").output
+    real = run("replay", body, "--source", "alertmanager")
+    assert "opens INC-0001" in real.output
+    assert "INC-0001" in run("incident", "list").output
+
+
+def test_replay_refuses_bad_bodies(run, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"alerts": [{"status": "firing"}]}')
+    result = run("replay", str(broken), "--source", "alertmanager")
+    assert result.exit_code == 1
+    assert "alerts[0].labels" in result.output
+    broken.write_text("{nope")
+    assert "malformed JSON" in run("replay", str(broken), "--source", "grafana").output
+    assert run("replay", str(broken)).exit_code == 2  # neither --source nor --endpoint

@@ -167,6 +167,9 @@ def read_alert(value: object, path: str) -> AlertDraft:
     if status_value is None:
         raise PayloadError(status_path, "required field is missing")
     status = _status(status_value, status_path)
+    if obj.get("labels") is None:
+        # Alertmanager and Grafana always send labels: an alert without them names nothing.
+        raise PayloadError(child(path, "labels"), "required field is missing")
     labels = str_map(obj, "labels", path)
     annotations = str_map(obj, "annotations", path)
 

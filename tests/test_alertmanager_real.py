@@ -1,0 +1,163 @@
+"""The real Alertmanager (Debian's prometheus-alertmanager) posting to a real warroom server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from bot.db import sync_url
+
+from .conftest import LiveServer, service_missing
+
+TOKEN = "am-shared-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def warroom(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    config = tmp_path / "warroom.yaml"
+    config.write_text("webhooks:\n  am:\n    source: alertmanager\n    token_env: T_AM_TOKEN\n")
+    server = LiveServer(
+        database_url, tmp_path, env={"WARROOM_CONFIG": str(config), "T_AM_TOKEN": TOKEN}
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def alertmanager(warroom: LiveServer, tmp_path: Path) -> Iterator[str]:
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if binary is None:
+        service_missing(
+            "Alertmanager (prometheus-alertmanager)",
+            "Install it: apt-get install prometheus-alertmanager.",
+        )
+    port = free_port()
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(
+        f"""
+route:
+  receiver: warroom
+  group_by: [alertname, service]
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: warroom
+    webhook_configs:
+      - url: {warroom.url}/webhooks/am
+        send_resolved: true
+        http_config:
+          authorization:
+            credentials: {TOKEN}
+"""
+    )
+    log = (tmp_path / "alertmanager.log").open("w")
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
+        except httpx.TransportError:
+            assert process.poll() is None, (tmp_path / "alertmanager.log").read_text()
+            return False
+
+    wait_for("Alertmanager to start", ready)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()
+
+
+def push(url: str, *, ends_at: datetime | None = None) -> None:
+    alert = {
+        "labels": {
+            "alertname": "CriticalConnectionPoolUtilization",
+            "service": "db",
+            "severity": "critical",
+            "instance": "db-primary:5432",
+        },
+        "annotations": {
+            "summary": "Connection pool at 97% on db-primary",
+            "runbook_url": "https://runbooks.example/db-connection-exhaustion",
+        },
+        "generatorURL": "http://prometheus.example/graph?g0.expr=pool_utilization%3E0.95",
+        "startsAt": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+    }
+    if ends_at is not None:
+        alert["endsAt"] = ends_at.isoformat()
+    answer = httpx.post(f"{url}/api/v2/alerts", json=[alert], timeout=5)
+    assert answer.status_code == 200, answer.text
+
+
+def test_alertmanager_firing_then_resolved(
+    alertmanager: str, warroom: LiveServer, database_url: str
+) -> None:
+    engine = sa.create_engine(sync_url(database_url))
+
+    def query(text: str) -> list[tuple]:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(sa.text(text))]
+
+    push(alertmanager)
+    wait_for("the firing notification", lambda: query("SELECT status FROM alert") == [("firing",)])
+    push(alertmanager, ends_at=datetime.now(UTC) - timedelta(seconds=1))
+    wait_for(
+        "the resolved notification", lambda: query("SELECT status FROM alert") == [("resolved",)]
+    )
+
+    (incident,) = query(
+        "SELECT key, title, severity, severity_reason, status, service FROM incident"
+    )
+    assert incident == (
+        "INC-0001",
+        "Connection pool at 97% on db-primary",
+        "P1",
+        "rule db-pool-critical: labels.alertname=CriticalConnectionPoolUtilization",
+        "monitoring",
+        "db",
+    )
+    ((links, count),) = query("SELECT links, count FROM alert")
+    links = json.loads(links) if isinstance(links, str) else links
+    assert links["runbook"] == "https://runbooks.example/db-connection-exhaustion"
+    assert links["generator"].startswith("http://prometheus.example/graph")
+    assert count == 2
+    kinds = [k for (k,) in query("SELECT kind FROM timeline_event ORDER BY id")]
+    assert kinds == ["declared", "alert", "alert", "status"]
+    engine.dispose()
+    log = warroom.log.read_text()
+    assert "webhook am: accepted" in log
