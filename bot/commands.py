@@ -178,16 +178,10 @@ _SPEC: dict[str, tuple[str, str]] = {
     "note": ("/incident note [key] <text>", "Add a note to the timeline."),
     "timeline": (
         "/incident timeline [key] [count]",
-        f"Show you the last events ({TIMELINE_DEFAULT} unless you say, up to {TIMELINE_MAX}).",
+        f"Show you the last {TIMELINE_DEFAULT} events, or `count` of them (up to {TIMELINE_MAX}).",
     ),
-    "followup": (
-        "/incident followup [key] <text> [@owner]",
-        "Record a follow-up action, owned by the person you mention first or last.",
-    ),
-    "resolve": (
-        "/incident resolve [key] [summary]",
-        "Resolve, from a form for root cause and resolution.",
-    ),
+    "followup": ("/incident followup [key] <text> [@owner]", "Record a follow-up action."),
+    "resolve": ("/incident resolve [key] [summary]", "Resolve, with root cause and resolution."),
     "reopen": ("/incident reopen [key] [reason]", "Reopen a resolved incident."),
     "list": ("/incident list [all]", "Show open incidents; `all` includes resolved ones."),
     "runbook": ("/incident runbook [key]", "Show the runbook for the incident."),
@@ -296,17 +290,14 @@ def _key_pattern(prefix: str) -> re.Pattern[str]:
     return re.compile(rf"(?:(?i:{prefix})-([0-9]{{1,9}})|#([0-9]{{1,9}}))")
 
 
-def _suggest(word: str, choices: list[str]) -> list[str]:
+def _did_you_mean(word: str, choices: list[str]) -> str:
     guesses = difflib.get_close_matches(word.lower(), choices, n=3, cutoff=0.6)
-    return list(dict.fromkeys(_ALIASES.get(g, g) for g in guesses))
-
-
-def _did_you_mean(names: list[str]) -> str:
+    names = dict.fromkeys(_ALIASES.get(g, g) for g in guesses)
     return f" Did you mean {' or '.join(f'`{n}`' for n in names)}?" if names else ""
 
 
 def _unknown(word: str, usage: str) -> UsageError:
-    hint = _did_you_mean(_suggest(word, [*_SPEC, *_ALIASES]))
+    hint = _did_you_mean(word, [*_SPEC, *_ALIASES])
     return UsageError(
         f"`{_show(word)}` is not a subcommand.{hint} Subcommands: {', '.join(_SPEC)}.",
         usage=usage,
@@ -375,13 +366,8 @@ class _Args:
 
 _Parser: TypeAlias = Callable[[_Args], Command]
 
-_DECLARE_OPTIONS = {
-    "sev": "severity",
-    "severity": "severity",
-    "service": "service",
-    "impact": "impact",
-    "lead": "commander",
-    "commander": "commander",
+_DECLARE_OPTIONS = {"sev": "severity", "lead": "commander"} | {
+    name: name for name in ("severity", "service", "impact", "commander")
 }
 _EXAMPLES = {"severity": "P1", "service": "db", "impact": '"checkout fails"', "commander": "@alice"}
 
@@ -432,7 +418,7 @@ def _status(a: _Args) -> SetStatus:
     try:
         return SetStatus(key, Status(word.lower()), note)
     except ValueError:
-        hint = _did_you_mean(_suggest(word, names))
+        hint = _did_you_mean(word, names)
         raise a.error(
             f"Unknown status `{_show(word)}`.{hint} Use one of {', '.join(names)}."
         ) from None
@@ -490,7 +476,8 @@ def _followup(a: _Args) -> FollowUp:
     return FollowUp(key, text, owner)
 
 
-def _params(a: _Args, *, step_needed: bool) -> tuple[str | None, str | None, dict[str, str]]:
+def _steps(a: _Args) -> tuple[str | None, str | None, dict[str, str]]:
+    """``[key] [step] [name=value…]``: the step is the first word that is not a parameter."""
     key = a.key()
     step: str | None = None
     params: dict[str, str] = {}
@@ -513,19 +500,13 @@ def _params(a: _Args, *, step_needed: bool) -> tuple[str | None, str | None, dic
         if name in params:
             raise a.error(f"The parameter `{name}` is given twice; give it once.")
         params[name] = token.text[match.end() :]
-    if step_needed and step is None:
-        raise a.error(f"`{a.name}` needs a mitigation step, e.g. `/incident run restart-api`.")
     return key, step, params
 
 
-def _diag(a: _Args) -> DiagCmd:
-    key, step, params = _params(a, step_needed=False)
-    return DiagCmd(key, step, params)
-
-
 def _run(a: _Args) -> RunCmd:
-    key, step, params = _params(a, step_needed=True)
-    assert step is not None
+    key, step, params = _steps(a)
+    if step is None:
+        raise a.error("`run` needs a mitigation step, e.g. `/incident run restart-api`.")
     return RunCmd(key, step, params)
 
 
@@ -586,7 +567,7 @@ _PARSERS: dict[str, _Parser] = {
     "reopen": _text(Reopen),
     "list": _list,
     "runbook": _key_only(RunbookCmd),
-    "diag": _diag,
+    "diag": lambda a: DiagCmd(*_steps(a)),
     "run": _run,
     "postmortem": _key_only(PostmortemCmd),
     "help": _help,
