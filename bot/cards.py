@@ -1,0 +1,113 @@
+"""What the incident card shows, as data: the core decides, a chat adapter renders.
+
+:func:`build_card` reads the incident and its alerts; the Slack adapter turns the
+:class:`CardView` into Block Kit, the local transcript into text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bot.models import Alert, Incident
+from bot.severity import SeverityScheme
+
+MAX_ALERTS_SHOWN = 5
+
+
+@dataclass(frozen=True, slots=True)
+class AlertLine:
+    name: str
+    summary: str
+    status: str
+    count: int
+    links: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class CardView:
+    key: str
+    title: str
+    severity: str
+    severity_label: str
+    severity_reason: str
+    status: str
+    impact: str
+    service: str | None
+    declared_at: datetime
+    detected_at: datetime | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    roles: dict[str, str]
+    alerts_firing: int
+    alerts_resolved: int
+    alerts_total_notifications: int
+    alerts: tuple[AlertLine, ...]
+    links: dict[str, str] = field(default_factory=dict)
+    runbook: tuple[str, str] | None = None  # (title, url)
+    page_url: str | None = None
+    version: int = 1
+
+    @property
+    def commander(self) -> str | None:
+        return self.roles.get("commander")
+
+    @property
+    def is_open(self) -> bool:
+        return self.status != "resolved"
+
+
+def build_card(
+    incident: Incident,
+    alerts: Sequence[Alert],
+    scheme: SeverityScheme,
+    *,
+    runbook: tuple[str, str] | None = None,
+    page_url: str | None = None,
+) -> CardView:
+    """The card for ``incident``: firing alerts first, newest first, at most five listed."""
+    ordered = sorted(alerts, key=lambda a: (a.status != "firing", -a.last_seen.timestamp()))
+    links: dict[str, str] = {}
+    for alert in ordered:
+        for name in ("runbook", "dashboard", "generator", "panel", "pagerduty"):
+            if name in alert.links and name not in links:
+                links[name] = alert.links[name]
+    try:
+        label = scheme.get(incident.severity).label
+    except ValueError:
+        label = incident.severity
+    return CardView(
+        key=incident.key,
+        title=incident.title,
+        severity=incident.severity,
+        severity_label=label,
+        severity_reason=incident.severity_reason,
+        status=incident.status,
+        impact=incident.impact,
+        service=incident.service,
+        declared_at=incident.declared_at,
+        detected_at=incident.detected_at,
+        acknowledged_at=incident.acknowledged_at,
+        acknowledged_by=incident.acknowledged_by,
+        resolved_at=incident.resolved_at,
+        roles=dict(incident.roles),
+        alerts_firing=sum(1 for a in alerts if a.status == "firing"),
+        alerts_resolved=sum(1 for a in alerts if a.status != "firing"),
+        alerts_total_notifications=sum(a.count for a in alerts),
+        alerts=tuple(
+            AlertLine(
+                name=a.labels.get("alertname") or a.summary,
+                summary=a.summary,
+                status=a.status,
+                count=a.count,
+                links=dict(a.links),
+            )
+            for a in ordered[:MAX_ALERTS_SHOWN]
+        ),
+        links=links,
+        runbook=runbook or ((("Runbook", links["runbook"])) if "runbook" in links else None),
+        page_url=page_url,
+        version=incident.version,
+    )
