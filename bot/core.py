@@ -9,13 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.cache import SharedCache
+from bot.chat import Chat
 from bot.classify import Classifier
 from bot.clock import Clock, SystemClock
 from bot.db import Database
+from bot.delivery import DeliveryWorker
 from bot.incidents import Incidents
 from bot.intake import Intake, IntakePolicy
+from bot.notify import Notifier
 from bot.settings import Settings
 from bot.templating import Templates
+from bot.transcript import TranscriptChat
+from bot.updates import Updates
 
 
 @dataclass
@@ -28,6 +33,7 @@ class Core:
     cache: SharedCache
     classifier: Classifier
     intake: Intake
+    updates: Updates
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> Core:
@@ -46,6 +52,14 @@ class Core:
             key_digits=settings.incidents.key_digits,
         )
         templates = Templates(settings.templates_dir, timezone=settings.incidents.timezone)
+        incidents.listeners.append(
+            Notifier(
+                templates=templates,
+                scheme=incidents.scheme,
+                routing=settings.slack.routing,
+                broadcast=settings.slack.broadcast_channel,
+            )
+        )
         classifier = settings.severity.classifier()
         policy = IntakePolicy(
             reopen_window=settings.intake.reopen_window,
@@ -54,7 +68,23 @@ class Core:
         )
         intake = Intake(db, incidents, classifier, clock=clock, policy=policy)
         cache = SharedCache(settings.redis.url)
-        return cls(settings, clock, db, incidents, templates, cache, classifier, intake)
+        updates = Updates(incidents, templates, clock)
+        return cls(settings, clock, db, incidents, templates, cache, classifier, intake, updates)
+
+    def delivery(self, chat: Chat | None = None, *, worker_id: str | None = None) -> DeliveryWorker:
+        """A delivery worker to ``chat`` (the local transcript when none is given)."""
+        slack = self.settings.slack
+        return DeliveryWorker(
+            self.db,
+            chat or TranscriptChat(self.db, self.clock),
+            self.incidents,
+            clock=self.clock,
+            channel_pattern=slack.channel_pattern,
+            private_channels=slack.private_channels,
+            broadcast=slack.broadcast_channel,
+            public_url=self.settings.server.public_url,
+            worker_id=worker_id,
+        )
 
     async def close(self) -> None:
         await self.cache.close()

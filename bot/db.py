@@ -19,8 +19,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.errors import StorageUnavailable
@@ -139,3 +141,20 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_ms: int) -> None:
     def _on_begin(conn: sa.Connection) -> None:
         read_only = conn.get_execution_options().get(_READ_ONLY, False)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+async def insert_ignore(
+    session: AsyncSession,
+    model: type[SQLModel],
+    values: dict[str, object],
+    unique: tuple[str, ...],
+) -> bool:
+    """INSERT unless the unique key exists; True if this call inserted the row."""
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    statement: postgresql.Insert | sqlite.Insert
+    if dialect == "postgresql":
+        statement = postgresql.insert(model).on_conflict_do_nothing(index_elements=list(unique))
+    else:
+        statement = sqlite.insert(model).on_conflict_do_nothing(index_elements=list(unique))
+    result = await session.exec(statement.values(**values).returning(sa.literal_column("id")))
+    return result.first() is not None

@@ -517,6 +517,16 @@ class Incidents:
         session.add(incident)
         await self._record(session, incident, actor, changes, now)
 
+    async def lock_key(self, session: AsyncSession, key: str) -> Incident:
+        """Load an incident by key for update, inside the caller's transaction."""
+        return await self._load(session, key, lock=True)
+
+    async def by_channel(self, channel_id: str) -> Incident | None:
+        """The incident whose Slack channel is ``channel_id``, if any."""
+        async with self.db.transaction(read_only=True) as session:
+            query = select(Incident).where(col(Incident.channel_id) == channel_id)
+            return (await session.exec(query)).first()
+
     async def lock(self, session: AsyncSession, incident_id: int) -> Incident:
         """Load an incident by id for update, inside the caller's transaction."""
         query = select(Incident).where(col(Incident.id) == incident_id).with_for_update()

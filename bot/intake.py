@@ -28,14 +28,13 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Literal
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.alerts.model import AlertStatus, Delivery, NormalizedAlert
 from bot.classify import Classification, Classifier
 from bot.clock import Clock
-from bot.db import Database
+from bot.db import Database, insert_ignore
 from bot.incidents import Change, Incidents
 from bot.models import Alert, AlertGroup, Incident, SeveritySource, Status, WebhookDelivery
 
@@ -135,7 +134,7 @@ class Intake:
             "received_at": self.clock.now(),
             "alerts": len(delivery.alerts),
         }
-        return await _insert_ignore(session, WebhookDelivery, row, ("endpoint", "delivery_key"))
+        return await insert_ignore(session, WebhookDelivery, row, ("endpoint", "delivery_key"))
 
 
 class _Run:
@@ -199,7 +198,7 @@ class _Run:
 
     async def _lock_group(self, group_key: str) -> AlertGroup:
         digest = hashlib.sha256(group_key.encode()).hexdigest()
-        await _insert_ignore(
+        await insert_ignore(
             self.session,
             AlertGroup,
             {
@@ -430,25 +429,6 @@ class _Run:
     def _updated(self, incident: Incident) -> None:
         if incident.key not in self.result.opened and incident.key not in self.result.updated:
             self.result.updated.append(incident.key)
-
-
-async def _insert_ignore(
-    session: AsyncSession,
-    model: type[WebhookDelivery] | type[AlertGroup],
-    values: dict[str, object],
-    unique: tuple[str, ...],
-) -> bool:
-    """INSERT unless the unique key exists; True if this call inserted the row."""
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(model)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=list(unique))
-        .returning(col(model.id))
-    )
-    result = await session.exec(statement)
-    return result.first() is not None
 
 
 def delivery_key(raw: bytes, sender_id: str | None = None) -> str:

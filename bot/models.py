@@ -86,6 +86,7 @@ class Incident(SQLModel, table=True):
     roles: dict[str, str] = _json()
     channel_id: str | None = Field(default=None, max_length=32, index=True)
     channel_name: str | None = Field(default=None, max_length=80)
+    card_ts: str | None = Field(default=None, max_length=32)
     root_cause: str = ""
     resolution: str = ""
     created_by: str = Field(max_length=100)
@@ -218,3 +219,59 @@ class WebhookDelivery(SQLModel, table=True):
     delivery_key: str = Field(max_length=200)
     received_at: datetime = _when(nullable=False, index=True)
     alerts: int = 0
+
+
+class OutboxRow(SQLModel, table=True):
+    """One thing to tell the chat, written in the transaction of the change that caused it.
+
+    Rows of one ``lane`` (an incident's channel, the broadcast channel) are delivered in id
+    order; a worker claims a row with a lease, so a crashed worker's row is retried, and a
+    retry whose first attempt may have gone through looks for its ``marker`` before sending.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        sa.Index("ix_outbox_due", "status", "next_attempt_at"),
+        sa.Index("ix_outbox_lane", "lane", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.ForeignKey("incident.id", ondelete="CASCADE"), nullable=True, index=True
+        ),
+    )
+    lane: str = Field(max_length=80)
+    kind: str = Field(max_length=40)
+    payload: dict[str, Any] = _json()
+    dedupe_key: str | None = Field(default=None, max_length=200, unique=True)
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    uncertain: bool = False
+    next_attempt_at: datetime = _when(nullable=False)
+    claimed_until: datetime | None = _when()
+    claimed_by: str | None = Field(default=None, max_length=80)
+    last_error: str = ""
+    result: dict[str, Any] = _json()
+    created_at: datetime = _when(nullable=False)
+    done_at: datetime | None = _when()
+
+
+class TranscriptEntry(SQLModel, table=True):
+    """What would have been posted to Slack, kept when Slack is not connected (local mode)."""
+
+    __tablename__ = "transcript"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.ForeignKey("incident.id", ondelete="CASCADE"), nullable=True, index=True
+        ),
+    )
+    at: datetime = _when(nullable=False)
+    channel: str = Field(max_length=80)
+    action: str = Field(max_length=40)
+    ref: str = Field(default="", max_length=40)
+    text: str

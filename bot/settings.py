@@ -358,12 +358,41 @@ def _default_webhooks() -> dict[str, WebhookSettings]:
     return {source: WebhookSettings(source=source) for source in sources}
 
 
+class RoutingRule(_Section):
+    """Who is invited to an incident's channel: everyone of every rule that matches."""
+
+    service: str | None = Field(default=None, description="only incidents of this service")
+    severities: list[str] | None = Field(default=None, description="only these severities")
+    users: list[str] = Field(default_factory=list, description="Slack user ids (U…)")
+    usergroups: list[str] = Field(default_factory=list, description="user group ids (S…)")
+    emails: list[str] = Field(default_factory=list, description="looked up with Slack")
+
+    def matches(self, *, service: str | None, severity: str) -> bool:
+        if self.service is not None and self.service != service:
+            return False
+        return self.severities is None or severity.upper() in (s.upper() for s in self.severities)
+
+
 class SlackSettings(_Section):
     bot_token: SecretStr | None = None
     signing_secret: SecretStr | None = None
     app_token: SecretStr | None = None
     api_url: str = Field(default="https://slack.com/api/", description="Slack Web API base URL.")
     broadcast_channel: str | None = Field(default=None, description="e.g. #incidents")
+    channel_pattern: str = Field(
+        default="inc-{date}-{number}-{slug}",
+        description="fields: {key}, {number}, {date}, {slug}, {severity}, {service}",
+    )
+    private_channels: bool = False
+    routing: list[RoutingRule] = Field(default_factory=list)
+
+    @field_validator("channel_pattern")
+    @classmethod
+    def _pattern(cls, pattern: str) -> str:
+        from bot.channels import check_pattern
+
+        check_pattern(pattern)
+        return pattern
 
     @property
     def connected(self) -> bool:

@@ -5,34 +5,96 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import bot
+from bot.chat import Chat
 from bot.clock import Clock
 from bot.core import Core
-from bot.errors import StorageUnavailable
+from bot.errors import ConfigError, ConfigProblem, StorageUnavailable
 from bot.migrate import upgrade
 from bot.settings import Settings, mask_url
+from bot.updates import schedule_reminders
+from handlers.slack.app import build_bolt
+from handlers.slack.chat import SlackChat, slack_chat
 from handlers.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 3.0
+REMINDER_EVERY_S = 30.0
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
+ChatFactory = Callable[[Core], Chat | None]
+
+
+class Background:
+    """The delivery worker and the reminder scheduler, for the lifetime of the app."""
+
+    def __init__(self, core: Core, chat: Chat | None) -> None:
+        self.core = core
+        self.worker = core.delivery(chat)
+        self.stop_event = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self.tasks = [
+            asyncio.create_task(self.worker.run_forever(self.stop_event)),
+            asyncio.create_task(self._reminders()),
+        ]
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def _reminders(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                due = await schedule_reminders(
+                    self.core.db, self.core.incidents, self.core.clock.now()
+                )
+                if due:
+                    self.worker.wake.set()
+            except StorageUnavailable as error:
+                log.warning("reminders paused: %s", error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), REMINDER_EVERY_S)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    chat_factory: ChatFactory | None = None,
+    socket_mode: bool = False,
+) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.database.auto_migrate:
             await asyncio.to_thread(upgrade, settings.database.url)
         core = Core.build(settings, clock=clock)
         app.state.core = core
-        app.state.webhooks = Webhooks(settings, core.intake, core.cache)
+        chat = chat_factory(core) if chat_factory else slack_chat(core)
+        background = Background(core, chat)
+        app.state.background = background
+        app.state.webhooks = Webhooks(
+            settings, core.intake, core.cache, after_commit=background.worker.wake.set
+        )
+        app.state.slack = None
+        socket = None
+        if isinstance(chat, SlackChat):
+            bolt = build_bolt(core, chat, wake=background.worker.wake.set)
+            app.state.slack = AsyncSlackRequestHandler(bolt)
+            if socket_mode:
+                socket = await start_socket_mode(bolt, settings)
         if not settings.slack.connected:
             log.warning(
                 "Slack is not connected: running in local mode, messages are kept in the "
@@ -40,9 +102,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
                 "(or SLACK_APP_TOKEN for Socket Mode)."
             )
         log.info("warroom %s ready, database %s", bot.__version__, mask_url(settings.database.url))
+        background.start()
         try:
             yield
         finally:
+            if socket is not None:
+                await socket.close_async()  # type: ignore[no-untyped-call]
+            await background.stop()
             await core.close()
 
     return Starlette(
@@ -50,6 +116,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/webhooks/{name}", webhook, methods=["POST"]),
+            Route("/slack/events", slack_events, methods=["POST"]),
         ],
         lifespan=lifespan,
     )
@@ -58,6 +125,34 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
 async def webhook(request: Request) -> JSONResponse:
     webhooks: Webhooks = request.app.state.webhooks
     return await webhooks.handle(request)
+
+
+async def slack_events(request: Request) -> Response:
+    handler: AsyncSlackRequestHandler | None = request.app.state.slack
+    if handler is None:
+        return JSONResponse(
+            {"error": "Slack is not connected: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET"},
+            status_code=404,
+        )
+    return await handler.handle(request)
+
+
+async def start_socket_mode(bolt: AsyncApp, settings: Settings) -> AsyncSocketModeHandler:
+    token = settings.slack.app_token
+    if token is None:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    source="environment",
+                    key="slack.app_token",
+                    message="Socket Mode needs SLACK_APP_TOKEN (xapp-…)",
+                )
+            ]
+        )
+    handler = AsyncSocketModeHandler(bolt, token.get_secret_value())
+    await handler.connect_async()  # type: ignore[no-untyped-call]
+    log.info("Slack connected over Socket Mode")
+    return handler
 
 
 async def healthz(request: Request) -> JSONResponse:

@@ -30,7 +30,10 @@ from bot.incidents import Incidents
 from bot.intake import Endpoint, IntakeResult, delivery_key
 from bot.migrate import current_revision, head_revision, upgrade
 from bot.models import FollowUp, Incident, Status, TimelineEvent
+from bot.outbox import rows_for
 from bot.settings import Settings, load_settings
+from bot.transcript import transcript_of
+from handlers.slack.chat import slack_chat
 
 log = logging.getLogger("warroom")
 
@@ -91,7 +94,10 @@ class Context:
                 await asyncio.to_thread(upgrade, settings.database.url)
             core = Core.build(settings)
             try:
-                return await work(core)
+                result = await work(core)
+                # Deliver what the change queued (the local transcript without Slack).
+                await core.delivery(slack_chat(core)).drain()
+                return result
             finally:
                 await core.close()
 
@@ -159,8 +165,13 @@ def cli(ctx: click.Context, config: str | None, actor: str | None) -> None:
 @cli.command()
 @click.option("--host", help="Address to listen on (default: server.host, 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default: server.port, 8080).")
+@click.option(
+    "--socket-mode",
+    is_flag=True,
+    help="Receive Slack events over Socket Mode (needs SLACK_APP_TOKEN) instead of HTTP.",
+)
 @pass_ctx
-def serve(obj: Context, host: str | None, port: int | None) -> None:
+def serve(obj: Context, host: str | None, port: int | None, socket_mode: bool) -> None:
     """Run the HTTP server: webhooks, Slack events, pages, /healthz and /readyz."""
     import uvicorn
 
@@ -168,7 +179,11 @@ def serve(obj: Context, host: str | None, port: int | None) -> None:
 
     obj.quiet = False
     settings = obj.settings
-    app = create_app(settings)
+    if socket_mode and settings.slack.app_token is None:
+        raise click.UsageError("--socket-mode needs SLACK_APP_TOKEN (an xapp-… app-level token)")
+    if socket_mode and settings.slack.bot_token is None:
+        raise click.UsageError("--socket-mode needs SLACK_BOT_TOKEN too")
+    app = create_app(settings, socket_mode=socket_mode)
     uvicorn.run(
         app,
         host=host or settings.server.host,
@@ -360,13 +375,17 @@ def incident_list(
 def incident_show(obj: Context, key: str, limit: int | None, as_json: bool) -> None:
     """Show an incident, its timeline and its follow-ups."""
 
-    async def load(core: Core) -> tuple[Incident, list[TimelineEvent], list[FollowUp]]:
+    async def load(core: Core) -> tuple[Incident, list[TimelineEvent], list[FollowUp], Any, Any]:
         found = await core.incidents.get(key)
         events = await core.incidents.timeline(key, limit=limit)
         follow_ups = await core.incidents.follow_ups(key)
-        return found, events, follow_ups
+        assert found.id is not None
+        transcript = await transcript_of(core.db, found.id)
+        deliveries = await rows_for(core.db, found.id)
+        return found, events, follow_ups, transcript, deliveries
 
-    found, events, follow_ups = obj.run(load)
+    found, events, follow_ups, transcript, deliveries = obj.run(load)
+    problems = [d for d in deliveries if d.status == "failed" or (d.last_error and not d.done_at)]
     if as_json:
         data = _incident_json(found)
         data["timeline"] = [
@@ -382,6 +401,14 @@ def incident_show(obj: Context, key: str, limit: int | None, as_json: bool) -> N
         data["follow_ups"] = [
             {"id": f.id, "text": f.text, "owner": f.owner, "status": f.status} for f in follow_ups
         ]
+        data["transcript"] = [
+            {"at": t.at.isoformat(), "channel": t.channel, "action": t.action, "text": t.text}
+            for t in transcript
+        ]
+        data["deliveries"] = [
+            {"kind": d.kind, "status": d.status, "attempts": d.attempts, "error": d.last_error}
+            for d in deliveries
+        ]
         click.echo(json.dumps(data, indent=2))
         return
     click.echo(_details(found))
@@ -390,6 +417,17 @@ def incident_show(obj: Context, key: str, limit: int | None, as_json: bool) -> N
         click.echo(
             f"  {event.at:%Y-%m-%d %H:%M:%S}  {event.kind:<13} {event.actor:<16} {event.text}"
         )
+    if transcript:
+        click.echo("\nLocal transcript (Slack is not connected):")
+        for entry in transcript:
+            text = entry.text.replace("\n", "\n" + " " * 24)
+            click.echo(f"  {entry.at:%H:%M:%S} {entry.channel} {entry.action}: {text}")
+    if problems:
+        click.echo("\nSlack deliveries with problems:")
+        for d in problems:
+            click.echo(
+                f"  #{d.id} {d.kind}: {d.status} after {d.attempts} attempt(s): {d.last_error}"
+            )
     if follow_ups:
         click.echo("\nFollow-ups:")
         for f in follow_ups:

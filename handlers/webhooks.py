@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.requests import ClientDisconnect, Request
@@ -49,8 +50,16 @@ class WebhookEndpoint:
 class Webhooks:
     """The configured endpoints and what they need to run."""
 
-    def __init__(self, settings: Settings, intake: Intake, cache: SharedCache) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        intake: Intake,
+        cache: SharedCache,
+        *,
+        after_commit: Callable[[], None] = lambda: None,
+    ) -> None:
         self.intake = intake
+        self.after_commit = after_commit
         self.cache = cache
         self.max_body = settings.intake.max_body_bytes
         self.timeout = settings.intake.timeout.total_seconds()
@@ -116,6 +125,7 @@ class Webhooks:
                 "storage unavailable, retry later",
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             )
+        self.after_commit()  # e.g. wake the delivery worker: the channel should open now
         await self.cache.mark(dedup, DEDUP_TTL_S)
         status = "duplicate" if result.duplicate else ("pong" if result.ping else "accepted")
         log.info(

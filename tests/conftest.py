@@ -38,7 +38,16 @@ REDIS_URL = os.environ.get("WARROOM_TEST_REDIS", "redis://127.0.0.1:6379/15")
 UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
-TABLES = ("timeline_event", "follow_up", "alert", "alert_group", "webhook_delivery", "incident")
+TABLES = (
+    "timeline_event",
+    "follow_up",
+    "alert",
+    "alert_group",
+    "webhook_delivery",
+    "outbox",
+    "transcript",
+    "incident",
+)
 
 
 def service_missing(what: str, how: str) -> None:

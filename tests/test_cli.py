@@ -73,6 +73,7 @@ def test_a_whole_incident_from_the_cli(run) -> None:
     assert data["roles"] == {"communications": "bob"}
     assert [e["kind"] for e in data["timeline"]] == [
         "declared",
+        "channel",
         "status",
         "role",
         "note",
@@ -80,6 +81,12 @@ def test_a_whole_incident_from_the_cli(run) -> None:
         "status",
         "resolved",
     ]
+    actions = [t["action"] for t in data["transcript"]]
+    assert actions[:5] == ["channel", "topic", "card", "pin", "message"]
+    assert "card update" in actions
+    resolution = [t["text"] for t in data["transcript"] if t["action"] == "message"][-1]
+    assert resolution.startswith("INCIDENT RESOLVED: Cache failure")
+    assert all(d["status"] == "done" for d in data["deliveries"])
     assert data["follow_ups"] == [
         {"id": 1, "text": "set maxmemory-policy", "owner": "carol", "status": "open"}
     ]

@@ -152,8 +152,10 @@ class FakeSlack:
             routes=[
                 Route("/api/{method}", self._handle, methods=["GET", "POST"]),
                 Route("/upload/v1/{upload_id}", self._upload, methods=["POST"]),
+                Route("/response/{hook}", self._response, methods=["POST"]),
             ]
         )
+        self.responses: list[dict[str, Any]] = []
 
     @property
     def base_url(self) -> str:
@@ -193,6 +195,15 @@ class FakeSlack:
         else:
             failure = Failure(status, "internal_error", None, after_effect)
         self.failures.schedule(method, failure, times)
+
+    def response_url(self, hook: str = "cmd") -> str:
+        """A ``response_url`` as Slack sends with a command or a click; posts to it are kept."""
+        return self.base_url.removesuffix("api/") + f"response/{hook}"
+
+    async def _response(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        self.responses.append({"hook": request.path_params["hook"], **body})
+        return JSONResponse({"ok": True})
 
     def issue_trigger_id(self, user: str = ALICE.id, *, view_id: str | None = None) -> str:
         """A trigger_id as Slack sends with a slash command (or a click in modal ``view_id``)."""

@@ -335,3 +335,25 @@ def conversations_replies(ctx: CallContext, args: Args) -> dict[str, Any]:
     if cursor:
         body["response_metadata"] = {"next_cursor": cursor}
     return body
+
+
+@slack_method("conversations.list", errors=("invalid_cursor", "invalid_types"))
+def conversations_list(ctx: CallContext, args: Args) -> dict[str, Any]:
+    """Public channels, and the private ones the caller is in, as ``types`` asks."""
+    wanted = set((args.string("types") or "public_channel").split(","))
+    unknown = wanted - {"public_channel", "private_channel", "mpim", "im"}
+    if unknown:
+        raise SlackError("invalid_types")
+    exclude_archived = args.flag("exclude_archived")
+    found = [
+        channel
+        for channel in ctx.workspace.channels.values()
+        if ("private_channel" if channel.is_private else "public_channel") in wanted
+        and (not channel.is_private or ctx.caller in channel.members)
+        and not (exclude_archived and channel.is_archived)
+    ]
+    offset, limit = _page(args, len(found), default=100, maximum=1000)
+    return {
+        "channels": [c.to_api(ctx.caller) for c in found[offset : offset + limit]],
+        "response_metadata": {"next_cursor": _next_cursor(offset, limit, len(found))},
+    }

@@ -71,6 +71,10 @@ GENERIC_ERRORS: frozenset[str] = frozenset(
     }
 )
 
+# Sent by slack_sdk itself on every call once a client knows its workspace (org-wide apps),
+# and accepted by every Web API method.
+CLIENT_ARGS = frozenset({"token", "team_id"})
+
 OPENAPI_FILE = "slack_web_openapi_v2.json"
 METHODS_FILE = "methods.txt"
 
@@ -185,7 +189,7 @@ class SlackSpec:
         spec = self.methods.get(method)
         if spec is None:
             return [f"{method}: not a method in Slack's spec"]
-        names = set(args) - {"token"}
+        names = set(args) - CLIENT_ARGS
         problems = [
             f"{method}: unknown argument {name!r} (Slack's spec knows {sorted(spec.args)})"
             for name in sorted(names - spec.args)

@@ -1,0 +1,361 @@
+"""The delivery worker: outbox rows to the chat, in order per lane, exactly once.
+
+- 429: retried after ``Retry-After`` (not counted as a failed attempt).
+- 5xx, timeouts, lost connections: retried with exponential backoff; if the call may
+  have been applied, the retry first looks for the message's marker.
+- A permanent refusal, or ``max_attempts`` transient failures: the row is marked
+  failed, with the error, and shown by ``warroom incident show``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import col, select
+
+from bot.cards import CardView, build_card
+from bot.channels import channel_name, with_suffix
+from bot.chat import Chat, ChatError, Message, RateLimited, Rejected, Transient
+from bot.clock import Clock
+from bot.db import Database
+from bot.errors import StorageUnavailable
+from bot.incidents import Change, Incidents
+from bot.models import Alert, Incident, OutboxRow
+from bot.outbox import claim, settle
+
+log = logging.getLogger(__name__)
+
+MAX_SUFFIXES = 5
+
+
+class NoChannel(Exception):
+    """The incident has no channel (yet, or its creation failed)."""
+
+
+class NotYet(Exception):
+    """The row depends on another lane's row that is still pending: try again shortly."""
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        db: Database,
+        chat: Chat,
+        incidents: Incidents,
+        *,
+        clock: Clock,
+        channel_pattern: str = "inc-{date}-{number}-{slug}",
+        private_channels: bool = False,
+        broadcast: str | None = None,
+        public_url: str | None = None,
+        worker_id: str | None = None,
+        lease: timedelta = timedelta(seconds=60),
+        max_attempts: int = 8,
+        batch: int = 20,
+    ) -> None:
+        self.db = db
+        self.chat = chat
+        self.incidents = incidents
+        self.clock = clock
+        self.channel_pattern = channel_pattern
+        self.private_channels = private_channels
+        self.broadcast = broadcast
+        self.public_url = public_url
+        self.worker_id = worker_id or f"worker-{uuid.uuid4().hex[:8]}"
+        self.lease = lease
+        self.max_attempts = max_attempts
+        self.batch = batch
+        self.wake = asyncio.Event()
+
+    async def run_once(self) -> int:
+        """Claim and deliver one batch (lanes in parallel); return how many rows were tried."""
+        rows = await claim(
+            self.db,
+            worker=self.worker_id,
+            now=self.clock.now(),
+            lease=self.lease,
+            limit=self.batch,
+        )
+        await asyncio.gather(*(self._deliver(row) for row in rows))
+        return len(rows)
+
+    async def run_forever(self, stop: asyncio.Event, *, idle: float = 0.5) -> None:
+        while not stop.is_set():
+            try:
+                worked = await self.run_once()
+            except StorageUnavailable as error:
+                log.warning("delivery paused, database unavailable: %s", error)
+                worked = 0
+                await asyncio.sleep(2)
+            if worked == 0:
+                self.wake.clear()
+                waits = [
+                    asyncio.ensure_future(stop.wait()),
+                    asyncio.ensure_future(self.wake.wait()),
+                ]
+                await asyncio.wait(waits, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waits:
+                    waiter.cancel()
+
+    async def drain(self, *, max_rounds: int = 1000) -> int:
+        """Deliver until nothing is due (tests, CLI); return the number of rows tried."""
+        total = 0
+        for _ in range(max_rounds):
+            worked = await self.run_once()
+            if not worked:
+                return total
+            total += worked
+        raise RuntimeError(f"outbox still busy after {max_rounds} rounds")
+
+    # -- one row -----------------------------------------------------------
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        assert row.id is not None
+        now = self.clock.now()
+        try:
+            result = await self._execute(row)
+        except RateLimited as error:
+            wait = timedelta(seconds=max(error.retry_after, 1.0))
+            await self._settle(row, error=str(error), retry_at=now + wait, count_attempt=False)
+        except NotYet as error:
+            wait = timedelta(seconds=1)
+            await self._settle(row, error=str(error), retry_at=now + wait, count_attempt=False)
+        except Transient as error:
+            attempts = row.attempts + 1
+            retry: datetime | None = None
+            if attempts < self.max_attempts:
+                retry = now + _backoff(attempts)
+            await self._settle(row, error=str(error), retry_at=retry, uncertain=error.uncertain)
+        except (Rejected, NoChannel) as error:
+            log.error(
+                "outbox row %s (%s) failed: %s",
+                row.id,
+                row.kind,
+                error,
+                extra={"incident": row.lane},
+            )
+            await self._settle(row, error=str(error) or type(error).__name__)
+        except ChatError as error:
+            await self._settle(row, error=str(error), retry_at=now + _backoff(row.attempts + 1))
+        else:
+            await self._settle(row, result=result)
+
+    async def _settle(self, row: OutboxRow, **outcome: Any) -> None:
+        assert row.id is not None
+        async with self.db.transaction() as session:
+            settled = await settle(
+                session, row.id, worker=self.worker_id, now=self.clock.now(), **outcome
+            )
+        if settled is None:
+            log.warning("outbox row %s: lease lost, outcome dropped", row.id)
+
+    async def _execute(self, row: OutboxRow) -> dict[str, Any]:
+        incident = await self._incident(row)
+        marker = f"wr-{row.id}"
+        kind = row.kind
+        if kind == "open_channel":
+            return await self._open_channel(incident, marker)
+        if kind == "announce":
+            return await self._announce(row, incident, marker)
+        if kind == "message" and row.lane == "broadcast":
+            return await self._post(row, self._broadcast(), Message(row.payload["text"]), marker)
+        channel = incident.channel_id
+        if channel is None:
+            raise NoChannel(f"{incident.key} has no channel")
+        if kind == "invite":
+            invited = await self.chat.invite(
+                channel,
+                users=row.payload.get("users", []),
+                usergroups=row.payload.get("usergroups", []),
+                emails=row.payload.get("emails", []),
+            )
+            return {"invited": invited}
+        if kind == "topic":
+            await self.chat.set_topic(channel, topic(incident))
+            return {}
+        if kind == "card":
+            return await self._card(row, incident, channel, marker)
+        if kind == "bookmarks":
+            card = await self._card_view(incident)
+            added = []
+            for title, url in _bookmarks(card.links, self._page(incident)):
+                await self.chat.bookmark(channel, title, url)
+                added.append(title)
+            return {"bookmarks": added}
+        if kind == "message":
+            return await self._post(row, channel, Message(row.payload["text"]), marker)
+        if kind == "alert_summary":
+            return await self._alert_summary(row, incident, channel, marker)
+        if kind == "reminder":
+            card = await self._card_view(incident)
+            overdue = int(row.payload.get("overdue_min", 0))
+            message = Message(row.payload.get("text", ""), card=card, reminder_overdue_min=overdue)
+            return await self._post(row, channel, message, marker)
+        raise Rejected(f"unknown outbox kind {kind!r}")
+
+    async def _open_channel(self, incident: Incident, marker: str) -> dict[str, Any]:
+        if incident.channel_id:
+            return {"channel": incident.channel_id, "name": incident.channel_name}
+        base = channel_name(self.channel_pattern, incident)
+        for attempt in range(MAX_SUFFIXES):
+            name = base if attempt == 0 else with_suffix(base, attempt)
+            try:
+                ref = await self.chat.open_channel(
+                    name, private=self.private_channels, marker=f"warroom:{incident.key}"
+                )
+            except Rejected as error:
+                if error.code == "name_taken":
+                    continue
+                raise
+            async with self.db.transaction() as session:
+                locked = await self.incidents.lock(session, _id(incident))
+                locked.channel_id = ref.id
+                locked.channel_name = ref.name
+                await self.incidents.record(
+                    session,
+                    locked,
+                    "warroom",
+                    [Change("channel", f"channel #{ref.name} opened", {"channel": ref.id})],
+                )
+            return {"channel": ref.id, "name": ref.name}
+        raise Rejected("name_taken", "conversations.create")
+
+    async def _card(
+        self, row: OutboxRow, incident: Incident, channel: str, marker: str
+    ) -> dict[str, Any]:
+        card = await self._card_view(incident)
+        message = Message(card_line(card), card=card)
+        if incident.card_ts:
+            await self.chat.update(channel, incident.card_ts, message)
+            return {"ts": incident.card_ts, "version": card.version}
+        result = await self._post(row, channel, message, marker)
+        ts = result["ts"]
+        await self.chat.pin(channel, ts)
+        async with self.db.transaction() as session:
+            locked = await self.incidents.lock(session, _id(incident))
+            locked.card_ts = ts
+            session.add(locked)
+        return {"ts": ts, "version": card.version, "pinned": True}
+
+    async def _post(
+        self,
+        row: OutboxRow,
+        channel: str,
+        message: Message,
+        marker: str,
+        thread_ts: str | None = None,
+    ) -> dict[str, Any]:
+        if row.uncertain:
+            found = await self.chat.find_marked(channel, marker)
+            if found is not None:
+                log.info("outbox row %s was already posted (%s): not sending again", row.id, found)
+                return {"ts": found, "recovered": True}
+        ts = await self.chat.post(channel, message, marker=marker, thread_ts=thread_ts)
+        return {"ts": ts}
+
+    async def _announce(self, row: OutboxRow, incident: Incident, marker: str) -> dict[str, Any]:
+        channel = self._broadcast()
+        if incident.channel_id is None:
+            if await self._channel_pending(incident):
+                raise NotYet(f"{incident.key}'s channel is not open yet")
+            incident = await self._incident(row)  # it may have opened meanwhile
+        where = f"<#{incident.channel_id}>" if incident.channel_id else "(no channel)"
+        if row.payload.get("event") == "resolved":
+            text = f"✅ {incident.key} resolved: {incident.title} ({where})"
+        else:
+            text = (
+                f"🚨 {incident.key} {incident.severity} declared: {incident.title}. Join {where}."
+            )
+        return await self._post(row, channel, Message(text), marker)
+
+    async def _alert_summary(
+        self, row: OutboxRow, incident: Incident, channel: str, marker: str
+    ) -> dict[str, Any]:
+        since = datetime.fromisoformat(row.payload["since"])
+        async with self.db.transaction(read_only=True) as session:
+            query = select(Alert).where(
+                col(Alert.incident_id) == incident.id,
+                col(Alert.status) == "resolved",
+                col(Alert.last_seen) >= since - timedelta(minutes=1),
+            )
+            resolved = list((await session.exec(query)).all())
+        if not resolved:
+            return {"skipped": "nothing resolved"}
+        names = ", ".join(sorted({a.labels.get("alertname") or a.summary for a in resolved}))
+        text = f"✅ {len(resolved)} alert(s) resolved: {names}"
+        return await self._post(row, channel, Message(text), marker, thread_ts=incident.card_ts)
+
+    async def _channel_pending(self, incident: Incident) -> bool:
+        async with self.db.transaction(read_only=True) as session:
+            query = select(col(OutboxRow.id)).where(
+                col(OutboxRow.incident_id) == incident.id,
+                col(OutboxRow.kind) == "open_channel",
+                col(OutboxRow.status) == "pending",
+            )
+            return (await session.exec(query)).first() is not None
+
+    async def _incident(self, row: OutboxRow) -> Incident:
+        if row.incident_id is None:
+            raise Rejected("outbox row without an incident")
+        async with self.db.transaction(read_only=True) as session:
+            found = (
+                await session.exec(select(Incident).where(col(Incident.id) == row.incident_id))
+            ).first()
+        if found is None:
+            raise Rejected(f"incident #{row.incident_id} is gone")
+        return found
+
+    async def _card_view(self, incident: Incident) -> CardView:
+        async with self.db.transaction(read_only=True) as session:
+            alerts = list(
+                (
+                    await session.exec(select(Alert).where(col(Alert.incident_id) == incident.id))
+                ).all()
+            )
+        return build_card(incident, alerts, self.incidents.scheme, page_url=self._page(incident))
+
+    def _page(self, incident: Incident) -> str | None:
+        if not self.public_url:
+            return None
+        return f"{self.public_url.rstrip('/')}/incidents/{incident.key}"
+
+    def _broadcast(self) -> str:
+        if not self.broadcast:
+            raise Rejected("no broadcast channel configured")
+        return self.broadcast
+
+
+def topic(incident: Incident) -> str:
+    commander = incident.roles.get("commander")
+    who = f"<@{commander}>" if commander and commander[:1] in "UW" else (commander or "none")
+    return (f"{incident.key} · {incident.severity} · {incident.status} · commander: {who}")[:250]
+
+
+def card_line(card: CardView) -> str:
+    return f"{card.key} [{card.severity}] {card.status}: {card.title}"[:3000]
+
+
+def _bookmarks(links: dict[str, str], page: str | None) -> list[tuple[str, str]]:
+    names = {
+        "runbook": "Runbook",
+        "dashboard": "Dashboard",
+        "generator": "Alert source",
+        "pagerduty": "PagerDuty",
+    }
+    found = [(title, links[name]) for name, title in names.items() if name in links]
+    if page:
+        found.append(("Incident page", page))
+    return [(t, u) for t, u in found if u.startswith(("https://", "http://"))]
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(60.0, 2.0 ** (attempts - 1)))
+
+
+def _id(incident: Incident) -> int:
+    assert incident.id is not None
+    return incident.id

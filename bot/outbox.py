@@ -1,0 +1,154 @@
+"""The outbox: rows written with the change that caused them, claimed and settled by workers.
+
+Claiming takes, per lane, only the oldest row still pending, so a lane is delivered
+in order; ``FOR UPDATE SKIP LOCKED`` (Postgres) or SQLite's single writer keeps two
+workers off the same row, and the lease (``claimed_until``) gives a crashed worker's
+row to another after it expires.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import aliased
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.db import Database
+from bot.models import OutboxRow
+
+PENDING = "pending"
+DONE = "done"
+FAILED = "failed"
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    lane: str,
+    kind: str,
+    payload: dict[str, Any],
+    now: datetime,
+    incident_id: int | None = None,
+    dedupe_key: str | None = None,
+    not_before: datetime | None = None,
+    coalesce: bool = False,
+) -> OutboxRow | None:
+    """Add a row in the caller's transaction.
+
+    ``coalesce``: if a row of this kind for this lane is pending and not yet claimed, it
+    will render the latest state when sent, so no second row is added. ``dedupe_key``:
+    a row with this key already exists (even done): nothing is added.
+    """
+    if coalesce or dedupe_key:
+        query = select(col(OutboxRow.id))
+        if dedupe_key:
+            query = query.where(col(OutboxRow.dedupe_key) == dedupe_key)
+        else:
+            query = query.where(
+                col(OutboxRow.lane) == lane,
+                col(OutboxRow.kind) == kind,
+                col(OutboxRow.status) == PENDING,
+                col(OutboxRow.claimed_until).is_(None),
+            )
+        if (await session.exec(query)).first() is not None:
+            return None
+    row = OutboxRow(
+        incident_id=incident_id,
+        lane=lane,
+        kind=kind,
+        payload=payload,
+        dedupe_key=dedupe_key,
+        next_attempt_at=not_before or now,
+        created_at=now,
+    )
+    session.add(row)
+    return row
+
+
+async def claim(
+    db: Database, *, worker: str, now: datetime, lease: timedelta, limit: int = 20
+) -> list[OutboxRow]:
+    """Lease up to ``limit`` due rows, at most one per lane (the lane's oldest pending)."""
+    earlier = aliased(OutboxRow)
+    blocked = (
+        sa.select(sa.literal(1))
+        .where(
+            col(earlier.lane) == col(OutboxRow.lane),
+            col(earlier.id) < col(OutboxRow.id),
+            col(earlier.status) == PENDING,
+        )
+        .exists()
+    )
+    query = (
+        select(OutboxRow)
+        .where(
+            col(OutboxRow.status) == PENDING,
+            col(OutboxRow.next_attempt_at) <= now,
+            sa.or_(col(OutboxRow.claimed_until).is_(None), col(OutboxRow.claimed_until) < now),
+            ~blocked,
+        )
+        .order_by(col(OutboxRow.id))
+        .limit(limit)
+    )
+    if db.dialect == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    async with db.transaction() as session:
+        rows = list((await session.exec(query)).all())
+        for row in rows:
+            row.claimed_until = now + lease
+            row.claimed_by = worker
+            session.add(row)
+    return rows
+
+
+async def settle(
+    session: AsyncSession,
+    row_id: int,
+    *,
+    worker: str,
+    now: datetime,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+    retry_at: datetime | None = None,
+    uncertain: bool = False,
+    count_attempt: bool = True,
+) -> OutboxRow | None:
+    """Record the outcome of a claimed row; None if the lease was lost to another worker."""
+    row = (
+        await session.exec(select(OutboxRow).where(col(OutboxRow.id) == row_id).with_for_update())
+    ).first()
+    if row is None or row.claimed_by != worker or row.status != PENDING:
+        return None
+    row.claimed_until = None
+    row.claimed_by = None
+    if count_attempt:
+        row.attempts += 1
+    if error is None:
+        row.status = DONE
+        row.done_at = now
+        row.result = result or {}
+        row.uncertain = False
+    else:
+        row.last_error = error[:500]
+        row.uncertain = row.uncertain or uncertain
+        if retry_at is None:
+            row.status = FAILED
+            row.done_at = now
+        else:
+            row.next_attempt_at = retry_at
+    session.add(row)
+    return row
+
+
+async def rows_for(db: Database, incident_id: int) -> Sequence[OutboxRow]:
+    async with db.transaction(read_only=True) as session:
+        query = (
+            select(OutboxRow)
+            .where(col(OutboxRow.incident_id) == incident_id)
+            .order_by(col(OutboxRow.id))
+        )
+        return list((await session.exec(query)).all())

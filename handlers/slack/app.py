@@ -1,0 +1,305 @@
+"""Bolt's AsyncApp and its listeners: ack first, call the core, answer in Slack.
+
+One set of listeners serves both transports: HTTP (``POST /slack/events``, signatures
+verified by Bolt) and Socket Mode. A user error becomes an ephemeral message; anything
+else is logged with a reference id, and the user sees only that id.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlmodel import col, select
+
+from bot import commands
+from bot.cards import CardView, build_card
+from bot.core import Core
+from bot.db import insert_ignore
+from bot.dispatch import Dispatcher, Outcome
+from bot.errors import StorageUnavailable, UserError
+from bot.incidents import Change
+from bot.models import Alert, WebhookDelivery
+from handlers.slack import blocks
+from handlers.slack.chat import SlackChat
+
+log = logging.getLogger(__name__)
+
+Respond = Callable[..., Awaitable[Any]]
+
+
+class Listeners:
+    def __init__(self, core: Core, chat: SlackChat, wake: Callable[[], None]) -> None:
+        self.core = core
+        self.chat = chat
+        self.wake = wake
+        self.dispatcher = Dispatcher(core)
+
+    # -- /incident ------------------------------------------------------------
+
+    async def command(self, ack: Any, command: dict[str, Any], respond: Respond) -> None:
+        await ack()
+        actor = command["user_id"]
+        channel = command.get("channel_id")
+        text = command.get("text", "")
+        with _reference() as ref:
+            try:
+                parsed = commands.parse(text, key_prefix=self.core.incidents.key_prefix)
+                outcome = await self.dispatcher.run(parsed, actor=actor, channel=channel)
+            except commands.UsageError as error:
+                await respond(
+                    response_type="ephemeral",
+                    text=str(error),
+                    blocks=blocks.error_blocks(error.message, error.usage),
+                )
+                return
+            except UserError as error:
+                await respond(response_type="ephemeral", text=str(error))
+                return
+            except StorageUnavailable:
+                await respond(response_type="ephemeral", text=_down(ref.id))
+                return
+            except Exception:
+                await respond(response_type="ephemeral", text=_bug(ref.id))
+                raise
+            await self._answer(outcome, respond, command.get("trigger_id"), actor)
+            self.wake()
+
+    async def _answer(
+        self, outcome: Outcome, respond: Respond, trigger_id: str | None, actor: str
+    ) -> None:
+        if outcome.form is not None and outcome.key is not None:
+            await self.open_form(outcome.form, outcome.key, trigger_id)
+            return
+        if outcome.events and outcome.key is not None:
+            zone = self.core.templates.zone
+            await respond(
+                response_type="ephemeral",
+                text=outcome.text,
+                blocks=blocks.timeline_blocks(outcome.key, outcome.events, tz=zone),
+            )
+            return
+        if outcome.text.startswith(("Usage", "`/incident")) or "\n" in outcome.text:
+            await respond(
+                response_type="ephemeral",
+                text=outcome.text,
+                blocks=blocks.help_blocks(outcome.text),
+            )
+            return
+        await respond(response_type="ephemeral", text=outcome.text)
+
+    async def open_form(self, form: str, key: str, trigger_id: str | None) -> None:
+        if not trigger_id:
+            raise UserError("Slack sent no trigger id: try the command again.")
+        view = await self._card(key)
+        if form == "update":
+            modal = blocks.update_modal(view, prefill={})
+        else:
+            modal = blocks.resolve_modal(view)
+        await self.chat.call("views.open", trigger_id=trigger_id, view=modal)
+
+    async def _card(self, key: str) -> CardView:
+        incident = await self.core.incidents.get(key)
+        async with self.core.db.transaction(read_only=True) as session:
+            alerts = list(
+                (
+                    await session.exec(select(Alert).where(col(Alert.incident_id) == incident.id))
+                ).all()
+            )
+        return build_card(incident, alerts, self.core.incidents.scheme)
+
+    # -- buttons --------------------------------------------------------------
+
+    async def button(
+        self, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond
+    ) -> None:
+        await ack()
+        actor = body["user"]["id"]
+        action_id = action["action_id"]
+        value = action.get("value", "")
+        with _reference() as ref:
+            try:
+                if action_id == blocks.ACK:
+                    await self.core.incidents.acknowledge(value, actor=actor)
+                elif action_id == blocks.REOPEN:
+                    await self.core.incidents.reopen(value, actor=actor)
+                elif action_id == blocks.POST_UPDATE:
+                    await self.open_form("update", value, body.get("trigger_id"))
+                elif action_id == blocks.RESOLVE:
+                    await self.open_form("resolve", value, body.get("trigger_id"))
+                elif action_id == blocks.SNOOZE:
+                    key, minutes = blocks.parse_snooze(value)
+                    await self.core.updates.snooze(key, actor=actor, minutes=minutes)
+                    await respond(
+                        response_type="ephemeral",
+                        replace_original=False,
+                        text=f"Reminders for {key} snoozed for {minutes} min.",
+                    )
+                elif action_id == blocks.RUN_DIAGNOSTICS:
+                    await respond(
+                        response_type="ephemeral",
+                        replace_original=False,
+                        text="Runbook diagnostics are not available in this version yet.",
+                    )
+            except (UserError, ValueError) as error:
+                await respond(response_type="ephemeral", replace_original=False, text=str(error))
+            except StorageUnavailable:
+                await respond(response_type="ephemeral", replace_original=False, text=_down(ref.id))
+            self.wake()
+
+    # -- modals ---------------------------------------------------------------
+
+    async def update_submitted(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        await ack()
+        values = blocks.read_update_submission(view["state"]["values"])
+        minutes = int(values.get("next_update") or 0)
+        with _reference():
+            await self.core.updates.post(
+                view["private_metadata"],
+                actor=body["user"]["id"],
+                status=values.get("status") or None,
+                progress=values.get("progress", ""),
+                impact=values.get("impact", ""),
+                eta=values.get("eta", ""),
+                next_update_in=timedelta(minutes=minutes) if minutes else None,
+            )
+        self.wake()
+
+    async def resolve_submitted(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        await ack()
+        values = blocks.read_resolve_submission(view["state"]["values"])
+        with _reference():
+            await self.core.incidents.resolve(
+                view["private_metadata"],
+                actor=body["user"]["id"],
+                summary=str(values.get("summary", "")),
+                root_cause=str(values.get("root_cause", "")),
+                resolution=str(values.get("resolution", "")),
+            )
+        self.wake()
+
+    # -- events ---------------------------------------------------------------
+
+    async def reaction(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        """A 📌 on a message in an incident channel puts the message on the timeline."""
+        if event.get("reaction") != "pushpin" or event.get("item", {}).get("type") != "message":
+            return
+        if not await self._first_event(body):
+            return
+        channel = event["item"]["channel"]
+        incident = await self.core.incidents.by_channel(channel)
+        if incident is None:
+            return
+        ts = event["item"]["ts"]
+        found = await self.chat.call(
+            "conversations.history", channel=channel, latest=ts, inclusive=True, limit=1
+        )
+        messages = found.get("messages") or []
+        if not messages:
+            return
+        message = messages[0]
+        link = await self.chat.permalink(channel, ts)
+        author = message.get("user") or message.get("bot_id") or "unknown"
+        text = f"📌 <@{author}>: {message.get('text', '')}"[:3000]
+        data = {"author": author, "ts": ts, "permalink": link, "pinned_by": event.get("user")}
+        async with self.core.db.transaction() as session:
+            locked = await self.core.incidents.lock(session, incident.id or 0)
+            await self.core.incidents.record(
+                session, locked, event.get("user", "slack"), [Change("pinned", text, data)]
+            )
+
+    async def member_joined(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        if not await self._first_event(body):
+            return
+        incident = await self.core.incidents.by_channel(event.get("channel", ""))
+        if incident is None:
+            return
+        user = event.get("user", "")
+        async with self.core.db.transaction() as session:
+            locked = await self.core.incidents.lock(session, incident.id or 0)
+            await self.core.incidents.record(
+                session, locked, user, [Change("joined", f"<@{user}> joined the channel")]
+            )
+
+    async def _first_event(self, body: dict[str, Any]) -> bool:
+        """Slack retries events; each ``event_id`` is handled once (across replicas)."""
+        event_id = body.get("event_id")
+        if not event_id:
+            return True
+        async with self.core.db.transaction() as session:
+            return await insert_ignore(
+                session,
+                WebhookDelivery,
+                {
+                    "endpoint": "slack-events",
+                    "delivery_key": str(event_id)[:200],
+                    "received_at": self.core.clock.now(),
+                    "alerts": 0,
+                },
+                ("endpoint", "delivery_key"),
+            )
+
+
+def build_bolt(core: Core, chat: SlackChat, *, wake: Callable[[], None]) -> AsyncApp:
+    slack = core.settings.slack
+    assert slack.bot_token is not None
+    client = AsyncWebClient(
+        token=slack.bot_token.get_secret_value(), base_url=slack.api_url, timeout=10
+    )
+    app = AsyncApp(
+        client=client,
+        signing_secret=slack.signing_secret.get_secret_value() if slack.signing_secret else None,
+        request_verification_enabled=slack.signing_secret is not None,
+        raise_error_for_unhandled_request=False,
+    )
+    listen = Listeners(core, chat, wake)
+    app.command("/incident")(listen.command)
+    for action_id in (
+        blocks.ACK,
+        blocks.REOPEN,
+        blocks.POST_UPDATE,
+        blocks.RESOLVE,
+        blocks.SNOOZE,
+        blocks.RUN_DIAGNOSTICS,
+    ):
+        app.action(action_id)(listen.button)
+    app.view(blocks.UPDATE_MODAL)(listen.update_submitted)
+    app.view(blocks.RESOLVE_MODAL)(listen.resolve_submitted)
+    app.event("reaction_added")(listen.reaction)
+    app.event("member_joined_channel")(listen.member_joined)
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any]) -> None:
+        ref = uuid.uuid4().hex[:8]
+        log.error("slack handler failed, reference %s", ref, exc_info=error)
+
+    return app
+
+
+class _Ref:
+    def __init__(self) -> None:
+        self.id = uuid.uuid4().hex[:8]
+
+    def __enter__(self) -> _Ref:
+        return self
+
+    def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
+        if error is not None and not isinstance(error, UserError | StorageUnavailable):
+            log.error("unexpected error, reference %s", self.id, exc_info=error)
+
+
+def _reference() -> _Ref:
+    return _Ref()
+
+
+def _bug(ref: str) -> str:
+    return f"Something went wrong on our side (reference {ref}); it is in the log."
+
+
+def _down(ref: str) -> str:
+    return f"The incident store is unavailable right now; try again shortly (reference {ref})."
