@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
@@ -45,8 +45,19 @@ class Background:
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
 
+    def warm(self, call: Awaitable[object]) -> None:
+        """Run a start-up call in the background (e.g. Slack's auth.test) so requests need not."""
+
+        async def run() -> None:
+            try:
+                await call
+            except Exception:
+                log.exception("start-up call failed; it will be retried on first use")
+
+        self.tasks.append(asyncio.create_task(run()))
+
     def start(self) -> None:
-        self.tasks = [
+        self.tasks += [
             asyncio.create_task(self.worker.run_forever(self.stop_event)),
             asyncio.create_task(self._reminders()),
         ]
@@ -91,6 +102,7 @@ def create_app(
         app.state.slack = None
         socket = None
         if isinstance(chat, SlackChat):
+            background.warm(chat.identity())
             bolt = build_bolt(core, chat, wake=background.worker.wake.set)
             app.state.slack = AsyncSlackRequestHandler(bolt)
             if socket_mode:

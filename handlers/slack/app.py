@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import col, select
 
@@ -251,8 +252,24 @@ def build_bolt(core: Core, chat: SlackChat, *, wake: Callable[[], None]) -> Asyn
     client = AsyncWebClient(
         token=slack.bot_token.get_secret_value(), base_url=slack.api_url, timeout=10
     )
+    token = slack.bot_token.get_secret_value()
+
+    async def authorize(
+        enterprise_id: str | None, team_id: str | None, logger: logging.Logger
+    ) -> AuthorizeResult:
+        # auth.test once per process (warmed at start-up), not on a command's clock.
+        me = await chat.identity()
+        return AuthorizeResult(
+            enterprise_id=enterprise_id,
+            team_id=team_id or me.get("team_id"),
+            bot_token=token,
+            bot_id=me.get("bot_id"),
+            bot_user_id=me.get("user_id"),
+        )
+
     app = AsyncApp(
         client=client,
+        authorize=authorize,
         signing_secret=slack.signing_secret.get_secret_value() if slack.signing_secret else None,
         request_verification_enabled=slack.signing_secret is not None,
         raise_error_for_unhandled_request=False,

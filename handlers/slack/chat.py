@@ -45,7 +45,7 @@ class SlackChat:
         client.retry_handlers = []
         self.client = client
         self.gate = gate or RateGate()
-        self._bot_user: str | None = None
+        self._identity: dict[str, Any] | None = None
 
     async def call(self, method: str, *, channel: str | None = None, **args: Any) -> dict[str, Any]:
         """One Web API call with the port's error semantics."""
@@ -74,10 +74,14 @@ class SlackChat:
         data = response.data
         return dict(data) if isinstance(data, dict) else {}
 
+    async def identity(self) -> dict[str, Any]:
+        """auth.test's answer (bot user and team), asked once per process."""
+        if self._identity is None:
+            self._identity = await self.call("auth.test")
+        return self._identity
+
     async def bot_user(self) -> str:
-        if self._bot_user is None:
-            self._bot_user = str((await self.call("auth.test"))["user_id"])
-        return self._bot_user
+        return str((await self.identity())["user_id"])
 
     async def open_channel(self, name: str, *, private: bool, marker: str) -> ChannelRef:
         try:

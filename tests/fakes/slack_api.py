@@ -156,6 +156,7 @@ class FakeSlack:
             ]
         )
         self.responses: list[dict[str, Any]] = []
+        self.latency = 0.0
 
     @property
     def base_url(self) -> str:
@@ -310,6 +311,8 @@ class FakeSlack:
 
     async def _handle(self, request: Request) -> Response:
         method = request.path_params["method"]
+        if self.latency:
+            await asyncio.sleep(self.latency)  # a slow Slack: every call takes this long
         now = self.clock()
         try:
             parsed = await parse_request(request)
