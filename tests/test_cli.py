@@ -224,3 +224,13 @@ def test_replay_refuses_bad_bodies(run, tmp_path: Path) -> None:
     broken.write_text("{nope")
     assert "malformed JSON" in run("replay", str(broken), "--source", "grafana").output
     assert run("replay", str(broken)).exit_code == 2  # neither --source nor --endpoint
+
+
+def test_socket_mode_needs_an_app_token(monkeypatch) -> None:
+    for var in ("SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "s")
+    result = CliRunner().invoke(cli, ["serve", "--socket-mode"])
+    assert result.exit_code == 2
+    assert "--socket-mode needs SLACK_APP_TOKEN" in result.output
