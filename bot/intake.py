@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 AllResolvedPolicy = Literal["monitoring", "resolve", "nothing"]
 
+#: More alert changes than this in one delivery become one timeline entry per incident.
+SUMMARISE_OVER = 5
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -157,10 +160,19 @@ class _Run:
         self.actor = endpoint.name
         self.touched: dict[int, Incident] = {}
         self.openers: set[str] = set()  # fingerprints of the alerts that opened an incident
+        # One delivery is processed as a batch: each group locked once, each incident's alert
+        # rows read once, its timeline events and severity written once at the end.
+        self.groups: dict[str, AlertGroup] = {}
+        self.known: dict[int, dict[str, Alert]] = {}
+        self.changes: dict[int, list[Change]] = {}
+        self.verdicts: dict[int, tuple[Classification, str]] = {}
 
     async def run(self) -> None:
         for alert in self.delivery.alerts:
             await self._one(self._with_defaults(alert))
+        for incident_id, incident in list(self.touched.items()):
+            await self._write_changes(incident, self.changes.pop(incident_id, []))
+            await self._apply_verdict(incident)
         for incident in list(self.touched.values()):
             await self._after(incident)
 
@@ -197,6 +209,12 @@ class _Run:
         self.touched[_id(incident)] = incident
 
     async def _lock_group(self, group_key: str) -> AlertGroup:
+        if group_key in self.groups:
+            return self.groups[group_key]
+        self.groups[group_key] = await self._lock_group_row(group_key)
+        return self.groups[group_key]
+
+    async def _lock_group_row(self, group_key: str) -> AlertGroup:
         digest = hashlib.sha256(group_key.encode()).hexdigest()
         await insert_ignore(
             self.session,
@@ -225,7 +243,9 @@ class _Run:
         policy = self.intake.policy
         incidents = self.intake.incidents
         if group.incident_id is not None:
-            incident = await incidents.lock(self.session, group.incident_id)
+            incident = self.touched.get(group.incident_id) or await incidents.lock(
+                self.session, group.incident_id
+            )
             if incident.state.is_open:
                 stale = not sender_groups and self.now - group.last_seen > policy.group_window
                 if not (stale and firing):
@@ -274,14 +294,43 @@ class _Run:
         )
         return incident
 
+    async def _rows(self, incident: Incident) -> dict[str, Alert]:
+        """This endpoint's alert rows of ``incident`` for the delivery's fingerprints, read once."""
+        incident_id = _id(incident)
+        if incident_id not in self.known:
+            wanted = {a.fingerprint for a in self.delivery.alerts}
+            query = select(Alert).where(
+                col(Alert.incident_id) == incident_id,
+                col(Alert.endpoint) == self.endpoint.name,
+                col(Alert.fingerprint).in_(wanted),
+            )
+            self.known[incident_id] = {r.fingerprint: r for r in await self.session.exec(query)}
+        return self.known[incident_id]
+
+    def _change(self, incident: Incident, change: Change) -> None:
+        self.changes.setdefault(_id(incident), []).append(change)
+
+    async def _write_changes(self, incident: Incident, changes: list[Change]) -> None:
+        """The delivery's alert events, as one timeline entry per incident when there are many."""
+        if not changes:
+            return
+        if len(changes) > SUMMARISE_OVER:
+            statuses = {str(c.data.get("status")) for c in changes}
+            names = sorted({c.text.split(": ", 1)[-1] for c in changes})
+            shown = ", ".join(names[:10]) + (
+                f" and {len(names) - 10} more" if len(names) > 10 else ""
+            )
+            data = {
+                "status": statuses.pop() if len(statuses) == 1 else "mixed",
+                "fingerprints": [c.data.get("fingerprint") for c in changes],
+                "count": len(changes),
+            }
+            changes = [Change("alert", f"{len(changes)} alert changes: {shown}", data)]
+        await self.intake.incidents.record(self.session, incident, self.actor, changes)
+
     async def _store_alert(self, incident: Incident, alert: NormalizedAlert, group: str) -> None:
-        query = (
-            select(Alert)
-            .where(col(Alert.incident_id) == incident.id)
-            .where(col(Alert.endpoint) == self.endpoint.name)
-            .where(col(Alert.fingerprint) == alert.fingerprint)
-        )
-        row = (await self.session.exec(query)).first()
+        rows = await self._rows(incident)
+        row = rows.get(alert.fingerprint)
         fields = {
             "status": alert.status.value,
             "labels": alert.labels,
@@ -297,30 +346,21 @@ class _Run:
             "raw": alert.raw,
             "group_key": group,
         }
-        incidents = self.intake.incidents
         if row is None:
-            self.session.add(
-                Alert(
-                    incident_id=incident.id,
-                    source=alert.source,
-                    endpoint=self.endpoint.name,
-                    fingerprint=alert.fingerprint,
-                    first_seen=self.now,
-                    count=1,
-                    **fields,  # type: ignore[arg-type]
-                )
+            row = Alert(
+                incident_id=incident.id,
+                source=alert.source,
+                endpoint=self.endpoint.name,
+                fingerprint=alert.fingerprint,
+                first_seen=self.now,
+                count=1,
+                **fields,  # type: ignore[arg-type]
             )
+            rows[alert.fingerprint] = row
+            self.session.add(row)
             verb = "firing" if alert.status is AlertStatus.FIRING else "resolved"
-            await incidents.record(
-                self.session,
-                incident,
-                self.actor,
-                [
-                    Change(
-                        "alert", f"alert {verb}: {alert.summary or alert.name}", self._data(alert)
-                    )
-                ],
-            )
+            text = f"alert {verb}: {alert.summary or alert.name}"
+            self._change(incident, Change("alert", text, self._data(alert)))
             self._updated(incident)
             if alert.fingerprint not in self.openers:
                 self.result.decisions.append(f"{alert.name}: new alert on {incident.key}")
@@ -333,16 +373,8 @@ class _Run:
         self._updated(incident)
         if previous != alert.status.value:
             verb = "firing again" if alert.status is AlertStatus.FIRING else "resolved"
-            await incidents.record(
-                self.session,
-                incident,
-                self.actor,
-                [
-                    Change(
-                        "alert", f"alert {verb}: {alert.summary or alert.name}", self._data(alert)
-                    )
-                ],
-            )
+            text = f"alert {verb}: {alert.summary or alert.name}"
+            self._change(incident, Change("alert", text, self._data(alert)))
             self.result.decisions.append(f"{alert.name}: {verb} on {incident.key}")
         else:
             self.result.decisions.append(
@@ -359,9 +391,20 @@ class _Run:
         }
 
     async def _classify(self, incident: Incident, alert: NormalizedAlert) -> None:
+        """Remember the most severe verdict of the delivery's firing alerts per incident."""
         if alert.status is not AlertStatus.FIRING:
             return
         verdict: Classification = self.intake.classifier.classify(alert)
+        scheme = self.intake.incidents.scheme
+        best = self.verdicts.get(_id(incident))
+        if best is None or scheme.rank(verdict.severity) < scheme.rank(best[0].severity):
+            self.verdicts[_id(incident)] = (verdict, alert.name)
+
+    async def _apply_verdict(self, incident: Incident) -> None:
+        found = self.verdicts.pop(_id(incident), None)
+        if found is None:
+            return
+        verdict, name = found
         scheme = self.intake.incidents.scheme
         if scheme.rank(verdict.severity) >= scheme.rank(incident.severity):
             return  # automation raises severity, it never lowers it
@@ -373,9 +416,7 @@ class _Run:
             source=SeveritySource.RULE,
             session=self.session,
         )
-        self.result.decisions.append(
-            f"{alert.name}: severity {verdict.severity} ({verdict.reason})"
-        )
+        self.result.decisions.append(f"{name}: severity {verdict.severity} ({verdict.reason})")
 
     async def _acknowledge_if_asked(self, incident: Incident) -> None:
         extra = self.delivery.extra
