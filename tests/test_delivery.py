@@ -290,3 +290,48 @@ async def test_local_mode_keeps_a_transcript(
     assert entries[0].text == "#inc-20261126-0001-cache-failure opened"
     assert entries[4].text.startswith("INCIDENT: Cache failure")
     assert {e.channel for e in entries} == {"#inc-20261126-0001-cache-failure"}
+
+
+async def test_resolved_alerts_are_summarised_in_the_card_thread_once_a_minute(
+    db: Database, clock: FixedClock
+) -> None:
+    from bot.alerts.model import AlertStatus, Delivery, NormalizedAlert
+    from bot.classify import DEFAULT_RULES, Classifier
+    from bot.intake import Endpoint, Intake
+
+    incidents = Incidents(
+        db, clock=clock, scheme=P1_P4, listeners=[Notifier(templates=Templates(), scheme=P1_P4)]
+    )
+    intake = Intake(db, incidents, Classifier(P1_P4, DEFAULT_RULES), clock=clock)
+    endpoint = Endpoint(name="am", source="alertmanager")
+
+    def alert(name: str, status: str) -> NormalizedAlert:
+        return NormalizedAlert(
+            source="alertmanager",
+            fingerprint=name,
+            status=AlertStatus(status),
+            labels={"alertname": name},
+            annotations={},
+            summary=name,
+            group_key="g",
+        )
+
+    async def send(key: str, *alerts: NormalizedAlert) -> None:
+        await intake.receive(endpoint, Delivery("alertmanager", alerts), delivery_key=key)
+
+    await send("d1", alert("A", "firing"), alert("B", "firing"), alert("C", "firing"))
+    chat = ScriptedChat()
+    delivery = worker(db, chat, clock)
+    await delivery.drain()
+    card_ts = (await incidents.get("INC-1")).card_ts
+    clock.advance(timedelta(seconds=10))
+    await send("d2", alert("A", "resolved"), alert("B", "resolved"))
+    clock.advance(timedelta(seconds=10))
+    await send("d3", alert("C", "resolved"))
+    await delivery.drain()
+    assert not [t for _, _, t in chat.posts if "resolved:" in t]  # held until the minute ends
+    clock.advance(timedelta(minutes=1))
+    await delivery.drain()
+    summaries = [t for _, _, t in chat.posts if "alert(s) resolved" in t]
+    assert summaries == ["✅ 3 alert(s) resolved: A, B, C"]
+    assert card_ts is not None

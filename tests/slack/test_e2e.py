@@ -324,3 +324,15 @@ def _fill(view: dict[str, Any], wanted: dict[str, str]) -> dict[str, Any]:
             state = {"type": element["type"], "value": answer or element.get("initial_value")}
         values[block["block_id"]] = {element["action_id"]: state}
     return values
+
+
+def test_joins_are_recorded(harness: Harness) -> None:
+    fake = harness.fake
+    harness.command("declare Disk full sev:P3", channel=fake.channel_by_name("general").id)
+    channel = harness.wait("the channel", lambda: incident_channel(fake, "-0001-disk-full")).id
+    joined = {"type": "member_joined_channel", "user": BOB.id, "channel": channel}
+    assert harness.event(joined, "EvJoin1").status_code == 200
+    events = harness.wait(
+        "the join", lambda: [e for e in harness.incident()["timeline"] if e["kind"] == "joined"]
+    )
+    assert events[0]["actor"] == BOB.id
