@@ -1,0 +1,278 @@
+"""Slack-side benchmarks against the fake Slack Web API with Slack's real rate limits.
+
+    python -m bench.slack_bench storm [--alerts 10000 --groups 50]
+    python -m bench.slack_bench acks [--commands 500 --concurrency 20]
+
+storm: alerts in groups as fast as the generator can send them to a real `warroom serve`;
+reports incidents opened, Slack calls per method, 429s served, seconds until every channel
+has its pinned card, alerts stored exactly once, and the server's peak RSS.
+acks: signed `/incident` commands at a fixed concurrency; p50/p99 time to Slack's ack.
+Both print a table and write bench/results/<mode>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from statistics import median, quantiles
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.fakes.slack_api import running_fake_slack_in_thread  # noqa: E402
+from tests.fakes.slack_state import ALICE, BOT_TOKEN  # noqa: E402
+
+SECRET = "bench-signing-secret"
+RESULTS = ROOT / "bench" / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(db_url: str, api_url: str, broadcast: str, workdir: Path) -> tuple[Any, str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WARROOM_", "SLACK_"))}
+    env.update(
+        DATABASE_URL=db_url,
+        WARROOM_SERVER__PORT=str(port),
+        WARROOM_LOG_LEVEL="WARNING",
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SECRET,
+        WARROOM_SLACK__API_URL=api_url,
+        WARROOM_SLACK__BROADCAST_CHANNEL=broadcast,
+    )
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("warroom")), "serve"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def am_body(group: int, n: int) -> bytes:
+    return json.dumps(
+        {
+            "version": "4",
+            "groupKey": f'{{}}:{{alertname="Storm{group}"}}',
+            "status": "firing",
+            "receiver": "warroom",
+            "groupLabels": {"alertname": f"Storm{group}"},
+            "commonLabels": {},
+            "commonAnnotations": {},
+            "externalURL": "http://am",
+            "truncatedAlerts": 0,
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {"alertname": f"Storm{group}", "instance": f"host-{n}"},
+                    "annotations": {"summary": f"storm group {group}"},
+                    "startsAt": "2026-11-26T09:00:00Z",
+                    "endsAt": "0001-01-01T00:00:00Z",
+                    "generatorURL": "http://prometheus/graph",
+                    "fingerprint": f"{group:04d}{n:012d}",
+                }
+            ],
+        }
+    ).encode()
+
+
+async def send_all(url: str, bodies: list[bytes], concurrency: int) -> list[int]:
+    limits = httpx.Limits(max_connections=concurrency)
+    codes: list[int] = []
+    async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+        queue = iter(bodies)
+
+        async def worker() -> None:
+            for body in queue:
+                answer = await client.post(
+                    url, content=body, headers={"content-type": "application/json"}
+                )
+                codes.append(answer.status_code)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return codes
+
+
+def storm(alerts: int, groups: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp, running_fake_slack_in_thread() as fake:
+        db_url = f"sqlite:///{tmp}/storm.db"
+        broadcast = fake.channel_by_name("incidents").id
+        process, base = start_server(db_url, fake.base_url, broadcast, Path(tmp))
+        try:
+            bodies = [am_body(n % groups, n) for n in range(alerts)]
+            started = time.monotonic()
+            codes = asyncio.run(send_all(f"{base}/webhooks/alertmanager", bodies, 32))
+            sent = time.monotonic() - started
+            deadline = started + 900
+            while time.monotonic() < deadline:
+                channels = [
+                    c for c in fake.workspace.channels.values() if c.name.startswith("inc-")
+                ]
+                if len(channels) >= groups and all(fake.pins(c.id) for c in channels):
+                    break
+                time.sleep(0.5)
+            cards_after = time.monotonic() - started
+            rss = peak_rss_mb(process.pid)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        engine = sa.create_engine(db_url)
+        with engine.connect() as conn:
+            incidents = conn.execute(sa.text("SELECT count(*) FROM incident")).scalar_one()
+            stored = conn.execute(sa.text("SELECT count(*) FROM alert")).scalar_one()
+            distinct = conn.execute(
+                sa.text("SELECT count(DISTINCT fingerprint) FROM alert")
+            ).scalar_one()
+            failed = conn.execute(
+                sa.text("SELECT count(*) FROM outbox WHERE status = 'failed'")
+            ).scalar_one()
+        engine.dispose()
+        channels = [c for c in fake.workspace.channels.values() if c.name.startswith("inc-")]
+        return {
+            "alerts": alerts,
+            "groups": groups,
+            "accepted_2xx": sum(1 for c in codes if c < 300),
+            "send_seconds": round(sent, 1),
+            "alerts_per_s": round(alerts / sent, 1),
+            "incidents": incidents,
+            "channels": len(channels),
+            "cards_pinned": sum(1 for c in channels if fake.pins(c.id)),
+            "seconds_until_every_card": round(cards_after, 1),
+            "alerts_stored": stored,
+            "distinct_alerts": distinct,
+            "outbox_failed": failed,
+            "slack_calls": dict(sorted(fake.calls_by_method.items())),
+            "slack_429s": fake.ratelimited_count,
+            "server_peak_rss_mb": round(rss, 1),
+        }
+
+
+def sign(timestamp: str, body: bytes) -> str:
+    base = b"v0:" + timestamp.encode() + b":" + body
+    return "v0=" + hmac.new(SECRET.encode(), base, hashlib.sha256).hexdigest()
+
+
+async def command_acks(base: str, fake: Any, channel: str, total: int, conc: int) -> list[float]:
+    texts = ["list", "timeline INC-1", "note INC-1 bench note", "help"]
+    timings: list[float] = []
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=conc)) as client:
+        queue = iter(range(total))
+
+        async def worker() -> None:
+            for n in queue:
+                form = {
+                    "command": "/incident",
+                    "text": texts[n % len(texts)],
+                    "user_id": ALICE.id,
+                    "channel_id": channel,
+                    "team_id": "T0FAKE0001",
+                    "response_url": fake.response_url(f"b{n}"),
+                    "trigger_id": "x",
+                }
+                body = urlencode(form).encode()
+                stamp = str(int(time.time()))
+                started = time.perf_counter()
+                answer = await client.post(
+                    f"{base}/slack/events",
+                    content=body,
+                    headers={
+                        "content-type": "application/x-www-form-urlencoded",
+                        "x-slack-request-timestamp": stamp,
+                        "x-slack-signature": sign(stamp, body),
+                    },
+                )
+                timings.append((time.perf_counter() - started) * 1000)
+                assert answer.status_code == 200, answer.text
+
+        await asyncio.gather(*(worker() for _ in range(conc)))
+    return timings
+
+
+def acks(total: int, concurrency: int) -> dict[str, Any]:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_fake_slack_in_thread(rate_limit_scale=1000.0) as fake,
+    ):
+        db_url = f"sqlite:///{tmp}/acks.db"
+        broadcast = fake.channel_by_name("incidents").id
+        process, base = start_server(db_url, fake.base_url, broadcast, Path(tmp))
+        try:
+            general = fake.channel_by_name("general").id
+            asyncio.run(command_acks(base, fake, general, 1, 1))  # warm-up (and INC-1 below)
+            body = am_body(0, 0)
+            httpx.post(
+                f"{base}/webhooks/alertmanager",
+                content=body,
+                headers={"content-type": "application/json"},
+            )
+            timings = asyncio.run(command_acks(base, fake, general, total, concurrency))
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    cuts = quantiles(timings, n=100)
+    return {
+        "commands": total,
+        "concurrency": concurrency,
+        "p50_ms": round(median(timings), 1),
+        "p99_ms": round(cuts[98], 1),
+        "max_ms": round(max(timings), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("mode", choices=["storm", "acks"])
+    parser.add_argument("--alerts", type=int, default=10_000)
+    parser.add_argument("--groups", type=int, default=50)
+    parser.add_argument("--commands", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=20)
+    args = parser.parse_args()
+    if args.mode == "storm":
+        result = storm(args.alerts, args.groups)
+    else:
+        result = acks(args.commands, args.concurrency)
+    result["machine"] = {"cores": os.cpu_count(), "python": platform.python_version()}
+    for key, value in result.items():
+        print(f"{key:<28}{value}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.mode}.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
