@@ -17,6 +17,7 @@ from bot.delivery import DeliveryWorker
 from bot.incidents import Incidents
 from bot.intake import Intake, IntakePolicy
 from bot.notify import Notifier
+from bot.runbooks import Runbooks
 from bot.settings import Settings
 from bot.templating import Templates
 from bot.transcript import TranscriptChat
@@ -34,6 +35,7 @@ class Core:
     classifier: Classifier
     intake: Intake
     updates: Updates
+    runbooks: Runbooks
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> Core:
@@ -58,6 +60,7 @@ class Core:
                 scheme=incidents.scheme,
                 routing=settings.slack.routing,
                 broadcast=settings.slack.broadcast_channel,
+                auto_diagnose=settings.runbooks.auto_diagnose,
             )
         )
         classifier = settings.severity.classifier()
@@ -69,7 +72,10 @@ class Core:
         intake = Intake(db, incidents, classifier, clock=clock, policy=policy)
         cache = SharedCache(settings.redis.url)
         updates = Updates(incidents, templates, clock)
-        return cls(settings, clock, db, incidents, templates, cache, classifier, intake, updates)
+        runbooks = Runbooks.load(db, incidents, settings.runbooks)
+        return cls(
+            settings, clock, db, incidents, templates, cache, classifier, intake, updates, runbooks
+        )
 
     def delivery(self, chat: Chat | None = None, *, worker_id: str | None = None) -> DeliveryWorker:
         """A delivery worker to ``chat`` (the local transcript when none is given)."""
@@ -84,6 +90,7 @@ class Core:
             broadcast=slack.broadcast_channel,
             public_url=self.settings.server.public_url,
             worker_id=worker_id,
+            runbooks=self.runbooks,
         )
 
     async def close(self) -> None:

@@ -26,6 +26,8 @@ from bot.errors import StorageUnavailable
 from bot.incidents import Change, Incidents
 from bot.models import Alert, Incident, OutboxRow
 from bot.outbox import claim, settle
+from bot.runbooks import Runbooks
+from bot.runbooks import text as runbook_text
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,9 @@ class DeliveryWorker:
         lease: timedelta = timedelta(seconds=60),
         max_attempts: int = 8,
         batch: int = 20,
+        runbooks: Runbooks | None = None,
     ) -> None:
+        self.runbooks = runbooks
         self.db = db
         self.chat = chat
         self.incidents = incidents
@@ -190,6 +194,8 @@ class DeliveryWorker:
             return await self._post(row, channel, Message(row.payload["text"]), marker)
         if kind == "alert_summary":
             return await self._alert_summary(row, incident, channel, marker)
+        if kind == "diagnose":
+            return await self._diagnose(row, incident, channel, marker)
         if kind == "reminder":
             card = await self._card_view(incident)
             overdue = int(row.payload.get("overdue_min", 0))
@@ -271,6 +277,44 @@ class DeliveryWorker:
                 f"🚨 {incident.key} {incident.severity} declared: {incident.title}. Join {where}."
             )
         return await self._post(row, channel, Message(text), marker)
+
+    async def _diagnose(
+        self, row: OutboxRow, incident: Incident, channel: str, marker: str
+    ) -> dict[str, Any]:
+        """The matched runbooks' read-only diagnostics, run when the channel opens.
+
+        The results are recorded before they are posted; a retry posts the stored results
+        (by run id) instead of running the diagnostics again.
+        """
+        if self.runbooks is None:
+            return {"skipped": "no runbooks"}
+        posted: list[int] = list(row.result.get("posted", []))
+        run_ids: list[int] = list(row.payload.get("run_ids", []))
+        if not run_ids:
+            results = await self.runbooks.auto_diagnose(incident.key)
+            run_ids = [r.run_id for r in results if r.run_id is not None]
+            texts = {
+                r.run_id: runbook_text.message(r, page_url=self._page(incident)) for r in results
+            }
+            async with self.db.transaction() as session:
+                stored = await session.get(OutboxRow, row.id)
+                if stored is not None:
+                    stored.payload = {
+                        **stored.payload,
+                        "run_ids": run_ids,
+                        "texts": {str(k): v for k, v in texts.items()},
+                    }
+                    session.add(stored)
+            row.payload = {"run_ids": run_ids, "texts": {str(k): v for k, v in texts.items()}}
+        if not run_ids:
+            return {"skipped": "no matched runbook with configured targets"}
+        for run_id in run_ids:
+            if run_id in posted:
+                continue
+            text = row.payload["texts"][str(run_id)]
+            await self._post(row, channel, Message(text), f"{marker}-{run_id}")
+            posted.append(run_id)
+        return {"posted": posted}
 
     async def _alert_summary(
         self, row: OutboxRow, incident: Incident, channel: str, marker: str

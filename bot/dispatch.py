@@ -14,6 +14,9 @@ from bot import commands as c
 from bot.core import Core
 from bot.errors import InvalidInput, UserError
 from bot.models import Incident, TimelineEvent
+from bot.runbooks import Runbook
+from bot.runbooks.engine import Pending
+from bot.runbooks.results import StepResult
 
 Form = Literal["update", "resolve"]
 
@@ -25,6 +28,10 @@ class Outcome:
     form: Form | None = None
     events: tuple[TimelineEvent, ...] = ()
     public: bool = False
+    results: tuple[StepResult, ...] = ()
+    pending: Pending | None = None
+    runbooks: tuple[Runbook, ...] = ()
+    postmortem: bool = False
 
 
 class Dispatcher:
@@ -110,6 +117,14 @@ class Dispatcher:
         if not found.state.is_open:
             raise UserError(f"{found.key} is resolved. Reopen it first with `/incident reopen`.")
         return found
+
+
+def _describe(book: Runbook) -> str:
+    diagnostics = ", ".join(f"`{s.id}`" for s in book.diagnostics) or "none"
+    mitigations = ", ".join(f"`{s.id}`" for s in book.mitigations) or "none"
+    return (
+        f"*{book.title}* (`{book.id}`)\n  diagnostics: {diagnostics}\n  mitigations: {mitigations}"
+    )
 
 
 def _who(user: str) -> str:

@@ -119,8 +119,15 @@ class Incidents:
         open_only: bool = False,
         severity: str | None = None,
         service: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        order: str = "newest",
         limit: int = 100,
     ) -> list[Incident]:
+        """Incidents by status, severity, service and declaration time.
+
+        ``order``: ``newest`` (default), ``oldest`` or ``severity`` (most severe first).
+        """
         query = select(Incident)
         if open_only:
             query = query.where(col(Incident.status) != Status.RESOLVED.value)
@@ -130,7 +137,21 @@ class Incidents:
             query = query.where(col(Incident.severity) == self.scheme.get(severity).name)
         if service:
             query = query.where(col(Incident.service) == service)
-        query = query.order_by(col(Incident.number).desc()).limit(limit)
+        if since:
+            query = query.where(col(Incident.declared_at) >= since)
+        if until:
+            query = query.where(col(Incident.declared_at) < until)
+        if order == "oldest":
+            query = query.order_by(col(Incident.number))
+        elif order == "severity":
+            ranks = {level.name: n for n, level in enumerate(self.scheme.levels)}
+            rank = sa.case(ranks, value=col(Incident.severity), else_=len(ranks))
+            query = query.order_by(rank, col(Incident.number).desc())
+        elif order == "newest":
+            query = query.order_by(col(Incident.number).desc())
+        else:
+            raise InvalidInput(f"Unknown order {order!r}: use newest, oldest or severity.")
+        query = query.limit(limit)
         async with self.db.transaction(read_only=True) as session:
             return list((await session.exec(query)).all())
 

@@ -275,3 +275,39 @@ class TranscriptEntry(SQLModel, table=True):
     action: str = Field(max_length=40)
     ref: str = Field(default="", max_length=40)
     text: str
+
+
+class StepRun(SQLModel, table=True):
+    """One runbook step run, requested, approved or refused: the audit of what was done.
+
+    ``kind`` is ``diagnostic`` or ``mitigation``; ``step_kind`` the kind that ran it
+    (``postgres``, ``redis``…). ``status`` moves pending → approved → running → done or
+    failed, or ends refused; ``output`` holds the redacted columns and rows, ``digest``
+    their SHA-256.
+    """
+
+    __tablename__ = "step_run"
+    __table_args__ = (sa.Index("ix_step_run_incident", "incident_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(
+        sa_column=sa.Column(sa.ForeignKey("incident.id", ondelete="CASCADE"), nullable=False)
+    )
+    runbook: str = Field(max_length=80)
+    step: str = Field(max_length=80)
+    kind: str = Field(max_length=16)
+    step_kind: str = Field(max_length=40)
+    target: str = Field(max_length=80)
+    params: dict[str, Any] = _json()
+    status: str = Field(max_length=16)
+    requested_by: str = Field(max_length=100)
+    approved_by: list[str] = _json(list)
+    confirmed_by: str | None = Field(default=None, max_length=100)
+    requested_at: datetime = _when(nullable=False)
+    started_at: datetime | None = _when()
+    finished_at: datetime | None = _when()
+    duration_ms: int | None = None
+    grade: str | None = Field(default=None, max_length=16)
+    summary: str = ""
+    output: dict[str, Any] = _json()
+    digest: str | None = Field(default=None, max_length=64)

@@ -55,7 +55,9 @@ class Notifier:
         scheme: SeverityScheme,
         routing: Sequence[RoutingRule] = (),
         broadcast: str | None = None,
+        auto_diagnose: bool = False,
     ) -> None:
+        self.auto_diagnose = auto_diagnose
         self.templates = templates
         self.scheme = scheme
         self.routing = list(routing)
@@ -118,6 +120,8 @@ class Notifier:
         await self._add(session, incident, "bookmarks", {}, now)
         text = self._render("initial", incident, now)
         await self._add(session, incident, "message", {"text": text}, now)
+        if self.auto_diagnose:
+            await self._add(session, incident, "diagnose", {}, now)
         if self.broadcast:
             await self._add(
                 session, incident, "announce", {"event": "declared"}, now, lane=BROADCAST

@@ -38,6 +38,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from bot.classify import DEFAULT_RULES, OPS, Classifier, Condition, Op, SeverityRule
 from bot.errors import ConfigError, ConfigProblem, InvalidSeverity
+from bot.runbooks.settings import RunbookSettings
 from bot.severity import PRESETS, SeverityLevel, SeverityScheme
 
 ENV_PREFIX = "WARROOM_"
@@ -422,6 +423,7 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     intake: IntakeSettings = IntakeSettings()
     webhooks: dict[str, WebhookSettings] = Field(default_factory=_default_webhooks)
+    runbooks: RunbookSettings = RunbookSettings()
     templates_dir: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     config_file: Path | None = Field(default=None, exclude=True)

@@ -12,7 +12,7 @@ from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 import bot
@@ -23,6 +23,7 @@ from bot.errors import ConfigError, ConfigProblem, StorageUnavailable
 from bot.migrate import upgrade
 from bot.settings import Settings, mask_url
 from bot.updates import schedule_reminders
+from handlers import web
 from handlers.slack.app import build_bolt
 from handlers.slack.chat import SlackChat, slack_chat
 from handlers.webhooks import Webhooks
@@ -129,6 +130,8 @@ def create_app(
             Route("/readyz", readyz),
             Route("/webhooks/{name}", webhook, methods=["POST"]),
             Route("/slack/events", slack_events, methods=["POST"]),
+            Route("/", home),
+            *web.ROUTES,
         ],
         lifespan=lifespan,
     )
@@ -165,6 +168,10 @@ async def start_socket_mode(bolt: AsyncApp, settings: Settings) -> AsyncSocketMo
     await handler.connect_async()  # type: ignore[no-untyped-call]
     log.info("Slack connected over Socket Mode")
     return handler
+
+
+async def home(request: Request) -> Response:
+    return RedirectResponse("/incidents", status_code=303)
 
 
 async def healthz(request: Request) -> JSONResponse:

@@ -25,12 +25,14 @@ import bot
 from bot.alerts.errors import PayloadError
 from bot.alerts.registry import get_parser
 from bot.core import Core
+from bot.drafts import postmortem_markdown
 from bot.errors import ConfigError, StorageUnavailable, UserError
 from bot.incidents import Incidents
 from bot.intake import Endpoint, IntakeResult, delivery_key
 from bot.migrate import current_revision, head_revision, upgrade
 from bot.models import FollowUp, Incident, Status, TimelineEvent
 from bot.outbox import rows_for
+from bot.runbooks import load_configured
 from bot.settings import Settings, load_settings
 from bot.transcript import transcript_of
 from handlers.slack.chat import slack_chat
@@ -110,6 +112,9 @@ def _guard(go: Callable[[], Coroutine[Any, Any, T]]) -> T:
     except UserError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_REFUSED)
+    except ConfigError as error:
+        _print_config_problems(error)
+        sys.exit(EXIT_CONFIG)
     except StorageUnavailable as error:
         click.echo(f"error: {error}. Check database.url / DATABASE_URL.", err=True)
         sys.exit(EXIT_STORAGE)
@@ -199,9 +204,15 @@ def serve(obj: Context, host: str | None, port: int | None, socket_mode: bool) -
 def check_config(obj: Context) -> None:
     """Validate the configuration and print it, secrets masked. Exit 2 on any problem."""
     settings = obj.settings
+    try:
+        books = load_configured(settings.runbooks)
+    except ConfigError as error:
+        _print_config_problems(error)
+        sys.exit(EXIT_CONFIG)
     source = str(settings.config_file) if settings.config_file else "(no file: defaults + env)"
     click.echo(f"# configuration from {source}")
     click.echo(json.dumps(settings.masked(), indent=2))
+    click.echo(f"# runbooks: {', '.join(sorted(b.id for b in books))}")
     click.echo("# ok")
 
 
@@ -303,6 +314,31 @@ def replay(
     click.echo("what happens:" if not dry_run else "what would happen:")
     for line in result.decisions:
         click.echo(f"  {line}")
+
+
+@cli.command()
+@click.argument("key")
+@click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write to FILE instead of standard output.",
+)
+@pass_ctx
+def postmortem(obj: Context, key: str, fmt: str, output: str | None) -> None:
+    """Draft the post-mortem of incident KEY (Markdown, or HTML for a browser)."""
+    text = obj.run(lambda core: postmortem_markdown(core, key))
+    if fmt == "html":
+        from markdown_it import MarkdownIt
+
+        body = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+        text = f"<!doctype html><meta charset='utf-8'><title>{key} post-mortem</title>\n{body}"
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
 
 
 # -- incidents -----------------------------------------------------------------

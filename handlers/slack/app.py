@@ -8,11 +8,13 @@ else is logged with a reference id, and the user sees only that id.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
@@ -23,9 +25,11 @@ from bot.cards import CardView, build_card
 from bot.core import Core
 from bot.db import insert_ignore
 from bot.dispatch import Dispatcher, Outcome
+from bot.drafts import postmortem_markdown
 from bot.errors import StorageUnavailable, UserError
 from bot.incidents import Change
 from bot.models import Alert, WebhookDelivery
+from bot.runbooks import text as runbook_text
 from handlers.slack import blocks
 from handlers.slack.chat import SlackChat
 
@@ -74,6 +78,17 @@ class Listeners:
     async def _answer(
         self, outcome: Outcome, respond: Respond, trigger_id: str | None, actor: str
     ) -> None:
+        if outcome.results or outcome.pending or outcome.postmortem:
+            await self._post_results(outcome)
+            return
+        if outcome.runbooks and outcome.key is not None:
+            steps = [(b.id, s.id, s.title) for b in outcome.runbooks for s in b.diagnostics]
+            await respond(
+                response_type="ephemeral",
+                text=outcome.text,
+                blocks=blocks.runbook_blocks(outcome.text, outcome.key, steps),
+            )
+            return
         if outcome.form is not None and outcome.key is not None:
             await self.open_form(outcome.form, outcome.key, trigger_id)
             return
@@ -93,6 +108,56 @@ class Listeners:
             )
             return
         await respond(response_type="ephemeral", text=outcome.text)
+
+    async def _post_results(self, outcome: Outcome) -> None:
+        """Step results, a mitigation's preview, or the post-mortem, posted in the channel."""
+        assert outcome.key is not None
+        incident = await self.core.incidents.get(outcome.key)
+        channel = incident.channel_id
+        if channel is None:
+            raise UserError(f"{incident.key} has no channel yet; try again in a moment.")
+        page = self._page(incident.key)
+        for result in outcome.results:
+            await self.chat.call(
+                "chat.postMessage",
+                channel=channel,
+                text=runbook_text.headline(result),
+                blocks=blocks.message_blocks(runbook_text.message(result, page_url=page)),
+            )
+        if outcome.pending is not None:
+            pending = outcome.pending
+            text = runbook_text.pending_text(pending)
+            await self.chat.call(
+                "chat.postMessage",
+                channel=channel,
+                text=text[:3000],
+                blocks=blocks.pending_blocks(
+                    text, pending.run_id, needs_approval=pending.two_person and not pending.ready
+                ),
+            )
+        if outcome.postmortem:
+            await self._post_postmortem(incident.key, channel)
+
+    async def _post_postmortem(self, key: str, channel: str) -> None:
+        markdown = await postmortem_markdown(self.core, key)
+        data = markdown.encode()
+        name = f"{key}-postmortem.md"
+        upload = await self.chat.call("files.getUploadURLExternal", filename=name, length=len(data))
+        async with httpx.AsyncClient(timeout=30) as client:
+            answer = await client.post(upload["upload_url"], content=data)
+            answer.raise_for_status()
+        page = self._page(key)
+        comment = f"Post-mortem draft for {key}" + (f": {page}/postmortem" if page else ".")
+        await self.chat.call(
+            "files.completeUploadExternal",
+            channel_id=channel,
+            initial_comment=comment,
+            files=[{"id": upload["file_id"], "title": name}],
+        )
+
+    def _page(self, key: str) -> str | None:
+        base = self.core.settings.server.public_url
+        return f"{base.rstrip('/')}/incidents/{key}" if base else None
 
     async def open_form(self, form: str, key: str, trigger_id: str | None) -> None:
         if not trigger_id:
@@ -147,6 +212,37 @@ class Listeners:
                         replace_original=False,
                         text="Runbook diagnostics are not available in this version yet.",
                     )
+            except (UserError, ValueError) as error:
+                await respond(response_type="ephemeral", replace_original=False, text=str(error))
+            except StorageUnavailable:
+                await respond(response_type="ephemeral", replace_original=False, text=_down(ref.id))
+            self.wake()
+
+    async def runbook_button(
+        self, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond
+    ) -> None:
+        await ack()
+        actor = body["user"]["id"]
+        action_id = action["action_id"]
+        value = action.get("value", "")
+        with _reference() as ref:
+            try:
+                runbooks = self.core.runbooks
+                if action_id.startswith(blocks.RUNBOOK_DIAG):
+                    key, book, step = value.split("|", 2)
+                    results = await runbooks.diagnose(key, book, step, actor=actor)
+                    await self._post_results(Outcome("", key=key, results=tuple(results)))
+                elif action_id == blocks.RUNBOOK_APPROVE:
+                    pending = await runbooks.approve(int(value), actor=actor)
+                    await respond(
+                        response_type="in_channel",
+                        replace_original=False,
+                        text=f"<@{actor}> approved {pending.title}; it can run now.",
+                    )
+                elif action_id == blocks.RUNBOOK_CONFIRM:
+                    pending = await runbooks.pending(int(value))
+                    result = await runbooks.confirm(int(value), actor=actor)
+                    await self._post_results(Outcome("", key=pending.incident, results=(result,)))
             except (UserError, ValueError) as error:
                 await respond(response_type="ephemeral", replace_original=False, text=str(error))
             except StorageUnavailable:
@@ -285,6 +381,9 @@ def build_bolt(core: Core, chat: SlackChat, *, wake: Callable[[], None]) -> Asyn
         blocks.RUN_DIAGNOSTICS,
     ):
         app.action(action_id)(listen.button)
+    app.action(re.compile(rf"^{re.escape(blocks.RUNBOOK_DIAG)}\.\d+$"))(listen.runbook_button)
+    app.action(blocks.RUNBOOK_APPROVE)(listen.runbook_button)
+    app.action(blocks.RUNBOOK_CONFIRM)(listen.runbook_button)
     app.view(blocks.UPDATE_MODAL)(listen.update_submitted)
     app.view(blocks.RESOLVE_MODAL)(listen.resolve_submitted)
     app.event("reaction_added")(listen.reaction)

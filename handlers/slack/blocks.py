@@ -640,3 +640,41 @@ def read_resolve_submission(state_values: Mapping[str, Any]) -> dict[str, str | 
             isinstance(o, Mapping) and o.get("value") == POSTMORTEM for o in selected or ()
         ),
     }
+
+
+# -- runbooks -----------------------------------------------------------------------------------
+
+RUNBOOK_DIAG = "runbook.diag"
+RUNBOOK_CONFIRM = "runbook.confirm"
+RUNBOOK_APPROVE = "runbook.approve"
+
+
+def runbook_blocks(text: str, key: str, steps: Sequence[tuple[str, str, str]]) -> list[Block]:
+    """Matched runbooks with a button per diagnostic: ``steps`` is (runbook, step, title)."""
+    blocks = help_blocks(text)
+    buttons = [
+        _button(f"Run {title}", f"{RUNBOOK_DIAG}.{n}", f"{key}|{book}|{step}")
+        for n, (book, step, title) in enumerate(steps[:25])
+    ]
+    for start in range(0, len(buttons), 5):
+        if len(blocks) >= MAX_BLOCKS:
+            break
+        blocks.append({"type": "actions", "elements": buttons[start : start + 5]})
+    return blocks
+
+
+def pending_blocks(text: str, run_id: int, *, needs_approval: bool) -> list[Block]:
+    """A previewed mitigation: Confirm (danger, with Slack's confirm dialog) and Approve."""
+    blocks = help_blocks(text)[: MAX_BLOCKS - 1]
+    confirm = {
+        "title": _plain("Run this mitigation?"),
+        "text": _mrkdwn("It changes a production system. The preview above shows what it touches."),
+        "confirm": _plain("Run it"),
+        "deny": _plain("Cancel"),
+        "style": "danger",
+    }
+    buttons = [_button("Confirm", RUNBOOK_CONFIRM, str(run_id), style="danger", confirm=confirm)]
+    if needs_approval:
+        buttons.insert(0, _button("Approve", RUNBOOK_APPROVE, str(run_id), style="primary"))
+    blocks.append({"type": "actions", "elements": buttons})
+    return blocks
