@@ -98,7 +98,53 @@ class Dispatcher:
                     return Outcome(f"{key} resolved.", key=key, public=True)
                 await self._open(key)
                 return Outcome("", key=key, form="resolve")
-        return Outcome("Runbooks and post-mortems are not available in this version yet.", key=key)
+            case c.RunbookCmd():
+                books = await self.core.runbooks.matching(key)
+                if not books:
+                    known = ", ".join(sorted(b.id for b in self.core.runbooks.runbooks))
+                    return Outcome(f"No runbook matches {key}'s alerts. Known: {known}.", key=key)
+                lines = [_describe(b) for b in books]
+                return Outcome("\n".join(lines), key=key, runbooks=tuple(books))
+            case c.DiagCmd(_, step, params):
+                book, step_id = await self._step(key, step, mitigation=False)
+                results = await self.core.runbooks.diagnose(
+                    key, book, step_id, params=params, actor=actor
+                )
+                text = f"{len(results)} diagnostic(s) ran on {key}."
+                return Outcome(text, key=key, public=True, results=tuple(results))
+            case c.RunCmd(_, step, params):
+                book, step_id = await self._step(key, step, mitigation=True)
+                assert step_id is not None
+                pending = await self.core.runbooks.request(
+                    key, book, step_id, params=params, actor=actor
+                )
+                return Outcome(pending.title, key=key, public=True, pending=pending)
+            case c.PostmortemCmd():
+                return Outcome("", key=key, public=True, postmortem=True)
+        return Outcome("That command is not available.", key=key)
+
+    async def _step(
+        self, key: str, step: str | None, *, mitigation: bool
+    ) -> tuple[str, str | None]:
+        """(runbook id, step id) for ``runbook.step``, a step of a matched runbook, or none."""
+        runbooks = self.core.runbooks
+        if step and "." in step:
+            book_id, step_id = step.split(".", 1)
+            return runbooks.get(book_id).id, step_id
+        books = await runbooks.matching(key)
+        if step is None:
+            if not books:
+                raise UserError(
+                    f"No runbook matches {key}: name one, e.g. "
+                    "`/incident diag db-locks.blocking_pairs`."
+                )
+            return books[0].id, None
+        for book in books + [b for b in runbooks.runbooks if b not in books]:
+            steps = book.mitigations if mitigation else book.diagnostics
+            if any(s.id == step for s in steps):
+                return book.id, step
+        what = "mitigation" if mitigation else "diagnostic"
+        raise UserError(f"No runbook has a {what} called {step!r}; `/incident runbook` lists them.")
 
     async def _key(self, given: str | None, channel: str | None) -> str:
         if given:

@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -70,6 +71,7 @@ _WITH_DATA = (
     "pinned",
 )
 _GRADE_RANK = {"red": 0, "error": 1, "yellow": 2}
+_NO_DATA: Mapping[str, Any] = MappingProxyType({})
 _MESSAGE_KINDS = ("message", "announce", "alert_summary", "reminder")
 _BOT = "warroom"
 
@@ -313,7 +315,7 @@ class _Event(NamedTuple):
     kind: str
     actor: str
     text: str
-    data: dict[str, Any]
+    data: Mapping[str, Any]
 
 
 class _ByKind:
@@ -446,9 +448,11 @@ def _aware(value: datetime | str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _decoded(value: dict[str, Any] | str | None) -> dict[str, Any]:
+def _decoded(value: dict[str, Any] | str | None) -> Mapping[str, Any]:
+    if value is None:
+        return _NO_DATA
     found = json.loads(value) if isinstance(value, str) else value
-    return found if isinstance(found, dict) else {}
+    return found if isinstance(found, dict) else _NO_DATA
 
 
 async def _incident(session: AsyncSession, incidents: Incidents, ref: str | int) -> Incident:
@@ -513,7 +517,7 @@ def _assemble(
     peak = _safe_highest(scheme, applied) or incident.severity
     level = _level(scheme, incident.severity)
     reopened = kinds.count(EventKind.REOPENED)
-    people = _people(incident, events, kinds, runs, bots)
+    people = _people(incident, kinds, runs, bots)
     shown = sorted((*diagnostics, *mitigations), key=lambda r: r.at)
     facts = _Facts(incident, times, history, runs, shown, updates, records, items, kinds, scheme)
     return PostMortem(
@@ -684,15 +688,12 @@ def _with_table(raw: _Run) -> StepRun:
 
 
 def _people(
-    incident: Incident,
-    events: Sequence[_Event],
-    by_kind: _ByKind,
-    runs: Sequence[StepRun],
-    bots: set[str],
+    incident: Incident, by_kind: _ByKind, runs: Sequence[StepRun], bots: set[str]
 ) -> tuple[Person, ...]:
     kinds: dict[str, Counter[str]] = {}
-    for (actor, kind), n in Counter((e.actor, e.kind) for e in events).most_common():
-        kinds.setdefault(actor, Counter())[kind] = n
+    for kind, group in by_kind.groups.items():
+        for actor, n in Counter(e.actor for e in group).items():
+            kinds.setdefault(actor, Counter())[kind] = n
     roles: dict[str, list[str]] = {}
     for e in by_kind.of(EventKind.ROLE):
         if e.data.get("user"):

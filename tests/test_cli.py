@@ -234,3 +234,18 @@ def test_socket_mode_needs_an_app_token(monkeypatch) -> None:
     result = CliRunner().invoke(cli, ["serve", "--socket-mode"])
     assert result.exit_code == 2
     assert "--socket-mode needs SLACK_APP_TOKEN" in result.output
+
+
+def test_postmortem_command(run, tmp_path: Path) -> None:
+    run("incident", "declare", "Replication lag", "-s", "P2")
+    run("incident", "resolve", "INC-1", "--root-cause", "a long transaction on the primary")
+    shown = run("postmortem", "INC-1")
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.startswith("# Post-mortem: INC-0001")
+    assert "DRAFT" in shown.output
+    assert "a long transaction on the primary" in shown.output
+    target = tmp_path / "pm.html"
+    written = run("postmortem", "INC-1", "--format", "html", "-o", str(target))
+    assert written.exit_code == 0
+    assert "<h1>Post-mortem: INC-0001" in target.read_text()
+    assert run("postmortem", "INC-9").exit_code == 1

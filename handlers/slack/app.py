@@ -207,11 +207,18 @@ class Listeners:
                         text=f"Reminders for {key} snoozed for {minutes} min.",
                     )
                 elif action_id == blocks.RUN_DIAGNOSTICS:
-                    await respond(
-                        response_type="ephemeral",
-                        replace_original=False,
-                        text="Runbook diagnostics are not available in this version yet.",
-                    )
+                    results: list[Any] = []
+                    for book in await self.core.runbooks.matching(value):
+                        results += await self.core.runbooks.diagnose(
+                            value, book.id, actor=actor, configured_only=True
+                        )
+                    if not results:
+                        await respond(
+                            response_type="ephemeral",
+                            replace_original=False,
+                            text="No matched runbook has a diagnostic with a configured target.",
+                        )
+                    await self._post_results(Outcome("", key=value, results=tuple(results)))
             except (UserError, ValueError) as error:
                 await respond(response_type="ephemeral", replace_original=False, text=str(error))
             except StorageUnavailable:
