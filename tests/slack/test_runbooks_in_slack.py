@@ -15,7 +15,6 @@ from handlers.app import create_app
 from tests.fakes.slack_api import running_fake_slack_in_thread
 from tests.fakes.slack_state import ALICE, BOB, BOT_TOKEN
 
-from ..runbooks.conftest import target_dsn  # noqa: F401  (fixture)
 from .test_e2e import SECRET, Harness, incident_channel
 
 ALERT = {
@@ -46,7 +45,7 @@ ALERT = {
 def harness(
     database_url: str,
     target_dsn: str,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Harness]:
     with running_fake_slack_in_thread(rate_limit_scale=60.0) as fake:
         for var in list(os.environ):
@@ -66,7 +65,7 @@ def harness(
 
 def test_connection_exhaustion_from_alert_to_confirmed_mitigation(
     harness: Harness,
-    target_dsn: str,  # noqa: F811
+    target_dsn: str,
 ) -> None:
     fake = harness.fake
     idle = [psycopg.connect(target_dsn, application_name="leaky-app") for _ in range(4)]
