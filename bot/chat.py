@@ -98,8 +98,10 @@ class Chat(Protocol):
 
     async def bookmark(self, channel: str, title: str, url: str) -> None: ...
 
-    async def find_marked(self, channel: str, marker: str) -> str | None:
-        """The ``ts`` of a recent message carrying ``marker``, if one was posted."""
+    async def find_marked(
+        self, channel: str, marker: str, *, thread_ts: str | None = None
+    ) -> str | None:
+        """The ``ts`` of a recent message (or reply in ``thread_ts``) carrying ``marker``."""
         ...
 
     async def permalink(self, channel: str, ts: str) -> str | None: ...

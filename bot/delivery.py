@@ -255,8 +255,8 @@ class DeliveryWorker:
         marker: str,
         thread_ts: str | None = None,
     ) -> dict[str, Any]:
-        if row.uncertain:
-            found = await self.chat.find_marked(channel, marker)
+        if row.uncertain or row.last_error:  # an earlier attempt may have posted it
+            found = await self.chat.find_marked(channel, marker, thread_ts=thread_ts)
             if found is not None:
                 log.info("outbox row %s was already posted (%s): not sending again", row.id, found)
                 return {"ts": found, "recovered": True}
@@ -283,37 +283,41 @@ class DeliveryWorker:
     ) -> dict[str, Any]:
         """The matched runbooks' read-only diagnostics, run when the channel opens.
 
-        The results are recorded before they are posted; a retry posts the stored results
+        Each result's graded headline goes in the channel and its rows in the thread under
+        it. The results are recorded before they are posted; a retry posts the stored texts
         (by run id) instead of running the diagnostics again.
         """
         if self.runbooks is None:
             return {"skipped": "no runbooks"}
-        posted: list[int] = list(row.result.get("posted", []))
-        run_ids: list[int] = list(row.payload.get("run_ids", []))
-        if not run_ids:
+        if "texts" not in row.payload:
             results = await self.runbooks.auto_diagnose(incident.key)
-            run_ids = [r.run_id for r in results if r.run_id is not None]
+            page = self._page(incident)
             texts = {
-                r.run_id: runbook_text.message(r, page_url=self._page(incident)) for r in results
+                str(r.run_id): [runbook_text.headline(r), runbook_text.table(r, page_url=page)]
+                for r in results
+                if r.run_id is not None
             }
             async with self.db.transaction() as session:
                 stored = await session.get(OutboxRow, row.id)
                 if stored is not None:
-                    stored.payload = {
-                        **stored.payload,
-                        "run_ids": run_ids,
-                        "texts": {str(k): v for k, v in texts.items()},
-                    }
+                    stored.payload = {**stored.payload, "texts": texts}
                     session.add(stored)
-            row.payload = {"run_ids": run_ids, "texts": {str(k): v for k, v in texts.items()}}
-        if not run_ids:
+            row.payload = {**row.payload, "texts": texts}
+        texts = row.payload["texts"]
+        if not texts:
             return {"skipped": "no matched runbook with configured targets"}
-        for run_id in run_ids:
-            if run_id in posted:
-                continue
-            text = row.payload["texts"][str(run_id)]
-            await self._post(row, channel, Message(text), f"{marker}-{run_id}")
-            posted.append(run_id)
+        posted: dict[str, str] = {}
+        for run_id, (head, table) in texts.items():
+            result = await self._post(row, channel, Message(head), f"{marker}-{run_id}")
+            posted[run_id] = result["ts"]
+            if table:
+                await self._post(
+                    row,
+                    channel,
+                    Message(table),
+                    f"{marker}-{run_id}-rows",
+                    thread_ts=result["ts"],
+                )
         return {"posted": posted}
 
     async def _alert_summary(

@@ -7,6 +7,7 @@ then renders the :class:`Outcome`: an ephemeral text, a public note, or a form
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,9 +35,17 @@ class Outcome:
     postmortem: bool = False
 
 
+GroupsOf = Callable[[str], Awaitable[list[str]]]
+
+
+async def _no_groups(user: str) -> list[str]:
+    return []
+
+
 class Dispatcher:
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, *, groups_of: GroupsOf = _no_groups) -> None:
         self.core = core
+        self.groups_of = groups_of
 
     async def run(self, command: c.Command, *, actor: str, channel: str | None) -> Outcome:
         incidents = self.core.incidents
@@ -116,7 +125,12 @@ class Dispatcher:
                 book, step_id = await self._step(key, step, mitigation=True)
                 assert step_id is not None
                 pending = await self.core.runbooks.request(
-                    key, book, step_id, params=params, actor=actor
+                    key,
+                    book,
+                    step_id,
+                    params=params,
+                    actor=actor,
+                    groups=await self.groups_of(actor),
                 )
                 return Outcome(pending.title, key=key, public=True, pending=pending)
             case c.PostmortemCmd():

@@ -64,7 +64,9 @@ class TranscriptChat:
     async def bookmark(self, channel: str, title: str, url: str) -> None:
         await self._write(channel, "bookmark", f"{title}: {url}")
 
-    async def find_marked(self, channel: str, marker: str) -> str | None:
+    async def find_marked(
+        self, channel: str, marker: str, *, thread_ts: str | None = None
+    ) -> str | None:
         async with self.db.transaction(read_only=True) as session:
             found = (
                 await session.exec(

@@ -93,7 +93,9 @@ class ScriptedChat:
     async def bookmark(self, channel: str, title: str, url: str) -> None:
         await self._step("bookmark")
 
-    async def find_marked(self, channel: str, marker: str) -> str | None:
+    async def find_marked(
+        self, channel: str, marker: str, *, thread_ts: str | None = None
+    ) -> str | None:
         self.calls["find_marked"] += 1
         for n, (_, posted, _) in enumerate(self.posts):
             if posted == marker:
@@ -156,13 +158,17 @@ async def test_declare_opens_channel_then_card_then_messages_in_order(
     incident = await incidents.get("INC-1")
     assert incident.channel_name == "inc-20261126-0001-database-connection-exhaustion"
     assert incident.channel_id == "C0001"
-    assert incident.card_ts == "1.000100"
     assert chat.calls["pin"] == 1
-    texts = [text for _, _, text in chat.posts]
-    assert texts[0] == "INC-0001 [P1] investigating: Database connection exhaustion"
-    assert texts[1].startswith("INCIDENT: Database connection exhaustion\nSeverity: P1")
-    assert "INC-0001 P1 declared" in texts[2]
-    assert [c for c, _, _ in chat.posts] == ["C0001", "C0001", "C0BROADCAST"]
+    # In the incident's channel, in order: the card, then the initial message.
+    in_channel = [(n, text) for n, (c, _, text) in enumerate(chat.posts) if c == "C0001"]
+    (card_n, card), (_, initial) = in_channel
+    assert card == "INC-0001 [P1] investigating: Database connection exhaustion"
+    assert incident.card_ts == f"{card_n + 1}.000100"  # the pinned card is the card posted
+    assert initial.startswith("INCIDENT: Database connection exhaustion\nSeverity: P1")
+    # In the broadcast channel (its own lane), once the channel existed to link to.
+    (announce,) = [text for c, _, text in chat.posts if c == "C0BROADCAST"]
+    assert "INC-0001 P1 declared" in announce
+    assert "Join <#C0001>" in announce
 
     await incidents.set_status("INC-1", "mitigating", actor="U1")
     await incidents.set_severity("INC-1", "P2", actor="U1")

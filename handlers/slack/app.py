@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -22,6 +23,7 @@ from sqlmodel import col, select
 
 from bot import commands
 from bot.cards import CardView, build_card
+from bot.chat import ChatError
 from bot.core import Core
 from bot.db import insert_ignore
 from bot.dispatch import Dispatcher, Outcome
@@ -36,6 +38,7 @@ from handlers.slack.chat import SlackChat
 log = logging.getLogger(__name__)
 
 Respond = Callable[..., Awaitable[Any]]
+GROUPS_TTL_S = 300.0
 
 
 class Listeners:
@@ -43,7 +46,8 @@ class Listeners:
         self.core = core
         self.chat = chat
         self.wake = wake
-        self.dispatcher = Dispatcher(core)
+        self.dispatcher = Dispatcher(core, groups_of=self.groups_of)
+        self._members: dict[str, tuple[float, set[str]]] = {}
 
     # -- /incident ------------------------------------------------------------
 
@@ -109,6 +113,33 @@ class Listeners:
             return
         await respond(response_type="ephemeral", text=outcome.text)
 
+    async def groups_of(self, user: str) -> list[str]:
+        """The user groups named by any runbook permission that ``user`` belongs to.
+
+        Asked of Slack (usergroups.users.list) once per group every five minutes.
+        """
+        named: set[str] = set()
+        for book in self.core.runbooks.runbooks:
+            for step in book.mitigations:
+                named.update(step.allowed.groups)
+        for grant in self.core.settings.runbooks.grants.values():
+            named.update(grant.groups)
+        now = time.monotonic()
+        found = []
+        for group in sorted(named):
+            cached = self._members.get(group)
+            if cached is None or now - cached[0] > GROUPS_TTL_S:
+                try:
+                    answer = await self.chat.call("usergroups.users.list", usergroup=group)
+                except ChatError as error:
+                    log.warning("cannot list user group %s: %s", group, error)
+                    continue
+                cached = (now, {str(u) for u in answer.get("users", [])})
+                self._members[group] = cached
+            if user in cached[1]:
+                found.append(group)
+        return found
+
     async def _post_results(self, outcome: Outcome) -> None:
         """Step results, a mitigation's preview, or the post-mortem, posted in the channel."""
         assert outcome.key is not None
@@ -118,12 +149,20 @@ class Listeners:
             raise UserError(f"{incident.key} has no channel yet; try again in a moment.")
         page = self._page(incident.key)
         for result in outcome.results:
-            await self.chat.call(
-                "chat.postMessage",
-                channel=channel,
-                text=runbook_text.headline(result),
-                blocks=blocks.message_blocks(runbook_text.message(result, page_url=page)),
+            # The step's graded headline in the channel, its rows in the thread under it.
+            head = runbook_text.headline(result)
+            posted = await self.chat.call(
+                "chat.postMessage", channel=channel, text=head, blocks=blocks.message_blocks(head)
             )
+            rows = runbook_text.table(result, page_url=page)
+            if rows:
+                await self.chat.call(
+                    "chat.postMessage",
+                    channel=channel,
+                    thread_ts=posted["ts"],
+                    text=rows[:3000],
+                    blocks=blocks.message_blocks(rows),
+                )
         if outcome.pending is not None:
             pending = outcome.pending
             text = runbook_text.pending_text(pending)
@@ -240,7 +279,8 @@ class Listeners:
                     results = await runbooks.diagnose(key, book, step, actor=actor)
                     await self._post_results(Outcome("", key=key, results=tuple(results)))
                 elif action_id == blocks.RUNBOOK_APPROVE:
-                    pending = await runbooks.approve(int(value), actor=actor)
+                    groups = await self.groups_of(actor)
+                    pending = await runbooks.approve(int(value), actor=actor, groups=groups)
                     await respond(
                         response_type="in_channel",
                         replace_original=False,
@@ -248,7 +288,8 @@ class Listeners:
                     )
                 elif action_id == blocks.RUNBOOK_CONFIRM:
                     pending = await runbooks.pending(int(value))
-                    result = await runbooks.confirm(int(value), actor=actor)
+                    groups = await self.groups_of(actor)
+                    result = await runbooks.confirm(int(value), actor=actor, groups=groups)
                     await self._post_results(Outcome("", key=pending.incident, results=(result,)))
             except (UserError, ValueError) as error:
                 await respond(response_type="ephemeral", replace_original=False, text=str(error))

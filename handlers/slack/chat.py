@@ -174,8 +174,17 @@ class SlackChat:
     async def bookmark(self, channel: str, title: str, url: str) -> None:
         await self.call("bookmarks.add", channel_id=channel, title=title, type="link", link=url)
 
-    async def find_marked(self, channel: str, marker: str) -> str | None:
-        history = await self.call("conversations.history", channel=channel, limit=HISTORY_WINDOW)
+    async def find_marked(
+        self, channel: str, marker: str, *, thread_ts: str | None = None
+    ) -> str | None:
+        if thread_ts:
+            history = await self.call(
+                "conversations.replies", channel=channel, ts=thread_ts, limit=HISTORY_WINDOW
+            )
+        else:
+            history = await self.call(
+                "conversations.history", channel=channel, limit=HISTORY_WINDOW
+            )
         for message in history.get("messages", []):
             for block in message.get("blocks") or []:
                 if block.get("block_id") == marker:

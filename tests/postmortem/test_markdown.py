@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from bot.alerts.model import AlertStatus, Delivery, NormalizedAlert
 from bot.clock import FixedClock
 from bot.core import Core
+from bot.incidents import Change
+from bot.intake import Endpoint
 from bot.postmortem import (
     build_postmortem,
     md_escape,
@@ -82,21 +86,50 @@ def test_register_filters_adds_them_to_any_environment() -> None:
 async def test_hostile_text_from_people_and_alerts_is_escaped(
     core: Core, clock: FixedClock, templates: Templates
 ) -> None:
-    await core.incidents.declare(
-        title=f"Checkout {HOSTILE}", actor="U1", severity="P2", summary=f"Summary: {HOSTILE}"
+    bad_alert = NormalizedAlert(
+        source="alertmanager",
+        fingerprint="x",
+        status=AlertStatus.FIRING,
+        labels={"alertname": "<img src=x onerror=alert(1)>|x"},
+        annotations={},
+        summary=HOSTILE,
+        group_key="g",
+        links={"runbook": "javascript:alert(1)", "graph](x": "https://ok.example/a b"},
     )
+    await core.intake.receive(
+        Endpoint(name="am", source="alertmanager"),
+        Delivery(source="alertmanager", alerts=(bad_alert,)),
+        delivery_key="d1",
+    )  # opens INC-0001
+    await core.incidents.edit("INC-1", actor="U1", summary=f"Summary: {HOSTILE}")
     await core.incidents.add_follow_up("INC-1", f"Fix {HOSTILE}", actor="U1", owner="U|2")
     clock.advance(timedelta(minutes=3))
     await core.incidents.note("INC-1", f"# not a heading\n{HOSTILE}", actor="U1")
+    async with core.db.transaction() as session:
+        incident = await core.incidents.lock_key(session, "INC-1")
+        step = {
+            "run_id": "r1",
+            "runbook": "db|x",
+            "step": "<b>",
+            "grade": "red",
+            "summary": HOSTILE,
+            "rows": [{"a|b": "<i>", "c": "x|y\nz"}],
+        }
+        await core.incidents.record(session, incident, "U1", [Change("step_run", HOSTILE, step)])
     await core.incidents.resolve("INC-1", actor="U1", root_cause=f"\n- {HOSTILE}")
     pm = await build_postmortem(
         core.db, "INC-1", scheme=core.incidents.scheme, incidents=core.incidents, now=clock.now()
     )
     text = render_markdown(templates, pm)
-    assert "<script>" not in text.replace("<https://", "")
+    outside_links = re.sub(r"\]\(<https?://[^<>\s]*>\)", "](…)", text)
+    assert "<" not in outside_links  # no raw HTML anywhere
     assert "Summary: &lt;script&gt;alert\\('x'\\)&lt;/script&gt; \\*bold\\* \\_it\\_" in text
     assert "\\[link\\]\\(http://evil\\) \\#tag \\| pipe" in text
     assert "[link](" not in text
+    assert "](javascript" not in text
+    assert "runbook (javascript:alert\\(1\\))" in text
+    assert "[graph\\]\\(x](<https://ok.example/a%20b>)" in text
+    assert "&lt;img src=x onerror=alert\\(1\\)&gt;\\|x" in text
     headings = [line for line in text.splitlines() if line.startswith("#")]
     assert all(not h.startswith("# not") for h in headings)
     assert_tables_keep_their_shape(text)

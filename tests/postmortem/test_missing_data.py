@@ -10,7 +10,7 @@ from bot.clock import FixedClock
 from bot.core import Core
 from bot.errors import IncidentNotFound
 from bot.incidents import Change
-from bot.postmortem import PostMortem, build_postmortem, render_markdown
+from bot.postmortem import EVIDENCE_LIMIT, PostMortem, build_postmortem, render_markdown
 from bot.templating import Templates
 
 from ..conftest import T0
@@ -194,3 +194,22 @@ async def test_without_a_root_cause_the_evidence_gives_hints(
         "- Severity P1 \\(person\\): set by U1\n\n"
     )
     assert pm.diagnostics[0].columns == ("max", "used")  # no column order given: sorted
+
+
+async def test_many_runs_show_the_telling_ones_first(
+    core: Core, clock: FixedClock, templates: Templates
+) -> None:
+    await core.incidents.declare(title="Noisy", actor="U1", severity="P3")
+    green = {"kind": "diagnostic", "runbook": "disk", "step": "usage", "grade": "green"}
+    runs = [green | {"run_id": f"g{n}", "summary": f"{n}% used"} for n in range(45)]
+    runs.insert(30, green | {"run_id": "red", "grade": "red", "summary": "99% used"})
+    async with core.db.transaction() as session:
+        incident = await core.incidents.lock_key(session, "INC-1")
+        changes = [Change("step_run", "ran disk/usage", data) for data in runs]
+        await core.incidents.record(session, incident, "U1", changes)
+    pm = await draft(core, clock)
+    assert len(pm.diagnostics) == EVIDENCE_LIMIT
+    assert "red" in [r.run_id for r in pm.diagnostics]
+    assert pm.diagnostics_omitted == (("green", 6),)
+    assert "Diagnostics run | 46 \\(45 green, 1 red\\)" in render_markdown(templates, pm)
+    assert "6 further diagnostic run(s) are not shown (6 green)." in render_markdown(templates, pm)

@@ -59,6 +59,8 @@ def harness(
         monkeypatch.setenv(
             "WARROOM_RUNBOOKS__TARGETS__POSTGRES", '{"main": {"dsn_env": "APP_DSN"}}'
         )
+        grant = {"db-connection-exhaustion.terminate_idle": {"groups": ["S0DBA00001"]}}
+        monkeypatch.setenv("WARROOM_RUNBOOKS__GRANTS", json.dumps(grant))
         with TestClient(create_app(load_settings())) as client:
             yield Harness(client, fake)
 
@@ -146,3 +148,29 @@ def test_connection_exhaustion_from_alert_to_confirmed_mitigation(
     finally:
         for conn in idle:
             conn.close()
+
+
+def test_rows_go_in_the_thread_and_groups_grant_mitigations(harness: Harness) -> None:
+    fake = harness.fake
+    answer = harness.client.post(
+        "/webhooks/alertmanager",
+        content=json.dumps(ALERT),
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 200
+    channel = harness.wait("the channel", lambda: incident_channel(fake, "-connection-pool-at-97"))
+    head = harness.wait(
+        "a diagnostic",
+        lambda: [m for m in fake.messages(channel.id) if "connections_by_state` on main" in m.text],
+    )[0]
+    replies = harness.wait(
+        "its rows in the thread",
+        lambda: [r for r in fake.thread(channel.id, head.ts) if "```" in r.text],
+    )
+    assert "state" in replies[0].text
+    # CAROL is not a role holder, but the dba user group she is in is granted the step.
+    harness.command("run terminate_idle minutes=0", channel=channel.id, user="U0CAROL001")
+    harness.wait(
+        "CAROL's preview",
+        lambda: [m for m in fake.messages(channel.id) if "requested by <@U0CAROL001>" in m.text],
+    )
