@@ -336,3 +336,22 @@ def test_joins_are_recorded(harness: Harness) -> None:
         "the join", lambda: [e for e in harness.incident()["timeline"] if e["kind"] == "joined"]
     )
     assert events[0]["actor"] == BOB.id
+
+
+def test_postmortem_is_posted_as_a_markdown_file(harness: Harness) -> None:
+    fake = harness.fake
+    harness.command("declare Queue backlog sev:P2", channel=fake.channel_by_name("general").id)
+    channel = harness.wait("the channel", lambda: incident_channel(fake, "-0001-queue-backlog")).id
+    harness.wait("the card", lambda: fake.pins(channel))
+    harness.command("resolve consumers were scaled back up", channel=channel)
+    harness.wait("the resolution", lambda: harness.incident()["status"] == "resolved")
+    harness.command("postmortem", channel=channel)
+    shared = harness.wait(
+        "the file", lambda: [f for f in fake.workspace.files.values() if f.completed and f.shares]
+    )
+    (record,) = shared
+    assert record.name == "INC-0001-postmortem.md"
+    text = (record.content or b"").decode()
+    assert text.startswith("# Post-mortem: INC-0001")
+    assert "DRAFT" in text
+    assert record.shares[0][0] == channel
