@@ -36,7 +36,12 @@ from tests.fakes.slack_api import running_fake_slack_in_thread  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 
 
-async def send(base: dict[str, str], bodies: list[bytes], accepted: set[int]) -> None:
+async def send(
+    base: dict[str, str],
+    bodies: list[bytes],
+    accepted: set[int],
+    third: asyncio.Event | None = None,
+) -> None:
     """Send every body until it gets a 2xx, retrying through the outage, as senders do."""
     async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=16)) as client:
         pending = list(range(len(bodies)))
@@ -53,6 +58,8 @@ async def send(base: dict[str, str], bodies: list[bytes], accepted: set[int]) ->
                         )
                         if answer.status_code < 300:
                             accepted.add(n)
+                            if third is not None and len(accepted) >= len(bodies) // 3:
+                                third.set()
                             return
                     except httpx.TransportError:
                         pass
@@ -79,9 +86,9 @@ def kill_drill(alerts: int, groups: int) -> dict[str, Any]:
             accepted: set[int] = set()
 
             async def storm_with_kill() -> None:
-                sender = asyncio.create_task(send(base, bodies, accepted))
-                while len(accepted) < alerts // 3:
-                    await asyncio.sleep(0.05)
+                third = asyncio.Event()
+                sender = asyncio.create_task(send(base, bodies, accepted, third))
+                await third.wait()
                 os.kill(process.pid, signal.SIGKILL)
                 await asyncio.to_thread(process.wait)
                 killed_at = len(accepted)
