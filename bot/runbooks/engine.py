@@ -302,17 +302,8 @@ class Runbooks:
     ) -> Pending:
         """The second person's approval of a two-person mitigation."""
         async with self.db.transaction() as session:
-            incident, run, book, mitigation = await self._load_run(session, run_id)
-            refusal = await self._check(
-                session,
-                incident,
-                run,
-                book,
-                mitigation,
-                "approve",
-                actor=actor,
-                groups=groups,
-                roles=roles,
+            incident, run, book, mitigation, refusal = await self._load_checked(
+                session, run_id, "approve", actor=actor, groups=groups, roles=roles
             )
             if refusal is None:
                 run.approved_by = [*run.approved_by, actor]
@@ -336,17 +327,8 @@ class Runbooks:
     ) -> StepResult:
         """Run a previewed (and, for two-person steps, approved) mitigation."""
         async with self.db.transaction() as session:
-            incident, run, book, mitigation = await self._load_run(session, run_id)
-            refusal = await self._check(
-                session,
-                incident,
-                run,
-                book,
-                mitigation,
-                "confirm",
-                actor=actor,
-                groups=groups,
-                roles=roles,
+            incident, run, book, mitigation, refusal = await self._load_checked(
+                session, run_id, "confirm", actor=actor, groups=groups, roles=roles
             )
             if refusal is None:
                 run.status = "running"
@@ -397,6 +379,31 @@ class Runbooks:
         return self._pending(run, incident.key, mitigation, preview)
 
     # -- internals ------------------------------------------------------------
+
+    async def _load_checked(
+        self,
+        session: AsyncSession,
+        run_id: int,
+        action: str,
+        *,
+        actor: str,
+        groups: Collection[str],
+        roles: Collection[str],
+    ) -> tuple[Incident, StepRun, Runbook, Mitigation, UserError | None]:
+        """The locked run and whether ``actor`` may ``action`` it now (a refusal is recorded)."""
+        incident, run, book, mitigation = await self._load_run(session, run_id)
+        refusal = await self._check(
+            session,
+            incident,
+            run,
+            book,
+            mitigation,
+            action,
+            actor=actor,
+            groups=groups,
+            roles=roles,
+        )
+        return incident, run, book, mitigation, refusal
 
     def _allowed(self, book: Runbook, mitigation: Mitigation) -> Allowed:
         return mitigation.allowed.merged(self.settings.grant_for(book.id, mitigation.id))
