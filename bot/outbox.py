@@ -99,6 +99,10 @@ async def claim(
     async with db.transaction() as session:
         rows = list((await session.exec(query)).all())
         for row in rows:
+            if row.claimed_until is not None:
+                # An earlier worker claimed it and never settled (it crashed, or lost its
+                # lease mid-call): what it was sending may have gone out.
+                row.uncertain = True
             row.claimed_until = now + lease
             row.claimed_by = worker
             session.add(row)
@@ -123,8 +127,7 @@ async def settle(
     ).first()
     if row is None or row.claimed_by != worker or row.status != PENDING:
         return None
-    row.claimed_until = None
-    row.claimed_by = None
+    row.claimed_until = None  # claimed_by stays: who delivered it, or tried last
     if count_attempt:
         row.attempts += 1
     if error is None:

@@ -243,15 +243,51 @@ async def test_a_crashed_worker_lease_expires_and_the_row_is_sent_once(
 ) -> None:
     from bot.outbox import claim
 
-    await seed(db, clock, lanes=1, per_lane=1)
-    claimed = await claim(db, worker="dead", now=clock.now(), lease=timedelta(seconds=60))
-    assert len(claimed) == 1
+    await seed(db, clock, lanes=1, per_lane=2)
+    (claimed,) = await claim(db, worker="dead", now=clock.now(), lease=timedelta(seconds=60))
     chat = ScriptedChat()
+    # The dead worker's post reached Slack; it died before recording that.
+    chat.posts.append(("C0000", f"wr-{claimed.id}", "INC-0001 #0"))
     alive = worker(db, chat, clock)
     assert await alive.run_once() == 0  # leased to the dead worker
     clock.advance(timedelta(seconds=61))
-    assert await alive.run_once() == 1
-    assert len(chat.posts) == 1
+    await alive.drain()
+    assert [text for _, _, text in chat.posts] == ["INC-0001 #0", "INC-0001 #1"]
+    assert chat.calls["find_marked"] == 1  # only the row the dead worker held is looked up
+    async with db.transaction(read_only=True) as session:
+        first = await session.get(OutboxRow, claimed.id)
+    assert first is not None and first.result.get("recovered") is True
+
+
+async def test_a_slow_row_holds_up_only_its_own_lane(db: Database, clock: FixedClock) -> None:
+    await seed(db, clock, lanes=2, per_lane=3)
+    released = asyncio.Event()
+
+    class SlowFirstLane(ScriptedChat):
+        async def post(
+            self, channel: str, message: Message, *, marker: str, thread_ts: str | None = None
+        ) -> str:
+            if channel == "C0000":
+                await released.wait()  # e.g. a diagnostic waiting on its database
+            return await super().post(channel, message, marker=marker, thread_ts=thread_ts)
+
+    chat = SlowFirstLane()
+    delivery = worker(db, chat, clock)
+    stop = asyncio.Event()
+    running = asyncio.create_task(delivery.run_forever(stop, idle=0.05))
+    for _ in range(100):
+        if len(chat.posts) == 3:
+            break
+        await asyncio.sleep(0.02)
+    assert by_channel(chat.posts) == {"C0001": ["INC-0002 #0", "INC-0002 #1", "INC-0002 #2"]}
+    released.set()
+    for _ in range(100):
+        if len(chat.posts) == 6:
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await running
+    assert by_channel(chat.posts)["C0000"] == ["INC-0001 #0", "INC-0001 #1", "INC-0001 #2"]
 
 
 async def test_two_workers_never_send_the_same_row(pg_migrated: str, clock: FixedClock) -> None:
