@@ -2,7 +2,8 @@
 
 - 429: retried after ``Retry-After`` (not counted as a failed attempt).
 - 5xx, timeouts, lost connections: retried with exponential backoff; if the call may
-  have been applied, the retry first looks for the message's marker.
+  have been applied (or a worker died holding the row), the retry first looks for the
+  message's marker.
 - A permanent refusal, or ``max_attempts`` transient failures: the row is marked
   failed, with the error, and shown by ``warroom incident show``.
 """
@@ -88,22 +89,49 @@ class DeliveryWorker:
         return len(rows)
 
     async def run_forever(self, stop: asyncio.Event, *, idle: float = 0.5) -> None:
-        while not stop.is_set():
-            try:
-                worked = await self.run_once()
-            except StorageUnavailable as error:
-                log.warning("delivery paused, database unavailable: %s", error)
-                worked = 0
-                await asyncio.sleep(2)
-            if worked == 0:
+        """Deliver rows as they come due, up to ``batch`` at once, each in its own task.
+
+        A slow row (a diagnostic waiting on its database, posts waiting on Slack's per-channel
+        rate) holds up only its own lane: a slot is refilled as soon as any row finishes.
+        On ``stop``, the rows under way are finished.
+        """
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while not stop.is_set():
+                free = self.batch - len(running)
+                if free > 0 and await self._start(running, free):
+                    continue  # more may be due at once
                 self.wake.clear()
-                waits = [
+                waiters = {
                     asyncio.ensure_future(stop.wait()),
                     asyncio.ensure_future(self.wake.wait()),
-                ]
-                await asyncio.wait(waits, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waits:
+                }
+                await asyncio.wait(
+                    waiters | running, timeout=idle, return_when=asyncio.FIRST_COMPLETED
+                )
+                for waiter in waiters:
                     waiter.cancel()
+                for task in [t for t in running if t.done()]:
+                    running.discard(task)
+                    _report(task)
+        finally:
+            for outcome in await asyncio.gather(*running, return_exceptions=True):
+                if isinstance(outcome, Exception):
+                    log.warning("delivery stopped with an error: %s", outcome)
+
+    async def _start(self, running: set[asyncio.Task[None]], free: int) -> int:
+        """Claim up to ``free`` due rows and start delivering each; return how many."""
+        try:
+            rows = await claim(
+                self.db, worker=self.worker_id, now=self.clock.now(), lease=self.lease, limit=free
+            )
+        except StorageUnavailable as error:
+            log.warning("delivery paused, database unavailable: %s", error)
+            await asyncio.sleep(2)
+            return 0
+        for row in rows:
+            running.add(asyncio.create_task(self._deliver(row)))
+        return len(rows)
 
     async def drain(self, *, max_rounds: int = 1000) -> int:
         """Deliver until nothing is due (tests, CLI); return the number of rows tried."""
@@ -143,8 +171,9 @@ class DeliveryWorker:
                 extra={"incident": row.lane},
             )
             await self._settle(row, error=str(error) or type(error).__name__)
-        except ChatError as error:
-            await self._settle(row, error=str(error), retry_at=now + _backoff(row.attempts + 1))
+        except ChatError as error:  # an unknown failure: the call may have gone through
+            retry_at = now + _backoff(row.attempts + 1)
+            await self._settle(row, error=str(error), retry_at=retry_at, uncertain=True)
         else:
             await self._settle(row, result=result)
 
@@ -255,7 +284,7 @@ class DeliveryWorker:
         marker: str,
         thread_ts: str | None = None,
     ) -> dict[str, Any]:
-        if row.uncertain or row.last_error:  # an earlier attempt may have posted it
+        if row.uncertain:  # an earlier attempt may have posted it
             found = await self.chat.find_marked(channel, marker, thread_ts=thread_ts)
             if found is not None:
                 log.info("outbox row %s was already posted (%s): not sending again", row.id, found)
@@ -283,9 +312,10 @@ class DeliveryWorker:
     ) -> dict[str, Any]:
         """The matched runbooks' read-only diagnostics, run when the channel opens.
 
-        Each result's graded headline goes in the channel and its rows in the thread under
-        it. The results are recorded before they are posted; a retry posts the stored texts
-        (by run id) instead of running the diagnostics again.
+        Every result's graded headline goes in one message (Slack allows about one post per
+        second per channel: four headlines one by one would take four seconds), and each
+        result's rows in that message's thread. The results are recorded before they are
+        posted; a retry posts the stored texts instead of running the diagnostics again.
         """
         if self.runbooks is None:
             return {"skipped": "no runbooks"}
@@ -306,19 +336,19 @@ class DeliveryWorker:
         texts = row.payload["texts"]
         if not texts:
             return {"skipped": "no matched runbook with configured targets"}
-        posted: dict[str, str] = {}
-        for run_id, (head, table) in texts.items():
-            result = await self._post(row, channel, Message(head), f"{marker}-{run_id}")
-            posted[run_id] = result["ts"]
+        heads = "\n\n".join(head for head, _ in texts.values())
+        summary = f"*Automatic diagnostics* ({len(texts)}, rows in the thread)\n\n{heads}"
+        posted = await self._post(row, channel, Message(summary), f"{marker}-results")
+        for run_id, (_, table) in texts.items():
             if table:
                 await self._post(
                     row,
                     channel,
                     Message(table),
                     f"{marker}-{run_id}-rows",
-                    thread_ts=result["ts"],
+                    thread_ts=posted["ts"],
                 )
-        return {"posted": posted}
+        return {"ts": posted["ts"], "runs": list(texts)}
 
     async def _alert_summary(
         self, row: OutboxRow, incident: Incident, channel: str, marker: str
@@ -398,6 +428,17 @@ def _bookmarks(links: dict[str, str], page: str | None) -> list[tuple[str, str]]
     if page:
         found.append(("Incident page", page))
     return [(t, u) for t, u in found if u.startswith(("https://", "http://"))]
+
+
+def _report(task: asyncio.Task[None]) -> None:
+    """Log a delivery task's error; its row's lease runs out and it is tried again."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    if isinstance(error, StorageUnavailable):
+        log.warning("delivery paused, database unavailable: %s", error)
+    elif error is not None:
+        log.error("delivery failed", exc_info=error)
 
 
 def _backoff(attempts: int) -> timedelta:

@@ -65,6 +65,14 @@ def harness(
             yield Harness(client, fake)
 
 
+DIAGNOSTICS = (
+    "connections_by_state",
+    "connection_utilisation",
+    "idle_connections",
+    "long_transactions",
+)
+
+
 def test_connection_exhaustion_from_alert_to_confirmed_mitigation(
     harness: Harness,
     target_dsn: str,
@@ -81,11 +89,21 @@ def test_connection_exhaustion_from_alert_to_confirmed_mitigation(
         channel = harness.wait(
             "the channel", lambda: incident_channel(fake, "-connection-pool-at-97")
         )
-        harness.wait(
+        (results,) = harness.wait(
             "the automatic diagnostics",
             lambda: [m for m in fake.messages(channel.id) if "idle_connections" in m.text],
             seconds=30,
         )
+        # One message holds every diagnostic's graded headline (one post, not four at
+        # Slack's one per second per channel); each result's rows are in its thread.
+        for step in DIAGNOSTICS:
+            assert f"db-connection-exhaustion.{step}" in results.text
+        tables = harness.wait(
+            "the results' rows in the thread",
+            lambda: [r.text for r in fake.thread(channel.id, results.ts)][1:],
+        )
+        assert all(t.startswith("```") for t in tables)
+        assert "idle" in fake.thread(channel.id, results.ts)[0].text  # connections by state
         harness.command("lead <@U0ALICE001|alice>", channel=channel.id)
         harness.wait("the lead", lambda: harness.incident()["roles"].get("commander"))
 
