@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -48,7 +49,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(db_url: str, api_url: str, broadcast: str, workdir: Path) -> tuple[Any, str]:
+def start_server(
+    db_url: str,
+    api_url: str,
+    broadcast: str,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+) -> tuple[Any, str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WARROOM_", "SLACK_"))}
     env.update(
@@ -60,6 +67,7 @@ def start_server(db_url: str, api_url: str, broadcast: str, workdir: Path) -> tu
         WARROOM_SLACK__API_URL=api_url,
         WARROOM_SLACK__BROADCAST_CHANNEL=broadcast,
     )
+    env.update(extra_env or {})
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("warroom")), "serve"],
         cwd=workdir,
@@ -85,12 +93,13 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def am_body(group: int, n: int) -> bytes:
+def am_body(group: int, n: int, *, status: str = "firing") -> bytes:
+    ends = "2026-11-26T09:30:00Z" if status == "resolved" else "0001-01-01T00:00:00Z"
     return json.dumps(
         {
             "version": "4",
             "groupKey": f'{{}}:{{alertname="Storm{group}"}}',
-            "status": "firing",
+            "status": status,
             "receiver": "warroom",
             "groupLabels": {"alertname": f"Storm{group}"},
             "commonLabels": {},
@@ -99,11 +108,11 @@ def am_body(group: int, n: int) -> bytes:
             "truncatedAlerts": 0,
             "alerts": [
                 {
-                    "status": "firing",
+                    "status": status,
                     "labels": {"alertname": f"Storm{group}", "instance": f"host-{n}"},
                     "annotations": {"summary": f"storm group {group}"},
                     "startsAt": "2026-11-26T09:00:00Z",
-                    "endsAt": "0001-01-01T00:00:00Z",
+                    "endsAt": ends,
                     "generatorURL": "http://prometheus/graph",
                     "fingerprint": f"{group:04d}{n:012d}",
                 }
@@ -191,10 +200,19 @@ def sign(timestamp: str, body: bytes) -> str:
 async def command_acks(base: str, fake: Any, channel: str, total: int, conc: int) -> list[float]:
     texts = ["list", "timeline INC-1", "note INC-1 bench note", "help"]
     timings: list[float] = []
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=conc)) as client:
+    # One client (one keep-alive connection) per sender, made before the clock starts. Senders
+    # sharing one pool of `conc` connections measure httpcore instead: a request handed a
+    # connection that another has just taken retries, sometimes for hundreds of ms, before
+    # it writes a byte (the retry loop described in encode/httpcore#822).
+    one = httpx.Limits(max_connections=1)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(httpx.AsyncClient(timeout=30, limits=one))
+            for _ in range(conc)
+        ]
         queue = iter(range(total))
 
-        async def worker() -> None:
+        async def worker(client: httpx.AsyncClient) -> None:
             for n in queue:
                 form = {
                     "command": "/incident",
@@ -220,7 +238,7 @@ async def command_acks(base: str, fake: Any, channel: str, total: int, conc: int
                 timings.append((time.perf_counter() - started) * 1000)
                 assert answer.status_code == 200, answer.text
 
-        await asyncio.gather(*(worker() for _ in range(conc)))
+        await asyncio.gather(*(worker(client) for client in clients))
     return timings
 
 
