@@ -1,187 +1,358 @@
-"""Fault drills: scripts that exit non-zero on any loss or duplicate.
+"""Fault drills: each runs a storm against real `warroom serve` processes (the fake Slack with
+Slack's rate limits, sped up 10x) while something breaks, then audits what landed, and exits
+non-zero on any loss or duplicate.
 
-    python -m bench.drills kill [--alerts 3000 --groups 30]
+    python -m bench.drills kill       # SIGKILL the server a third into the storm, restart it
+    python -m bench.drills slack      # Slack answers 429 or 500 to 30% of calls for a minute
+    python -m bench.drills redis      # Redis stopped mid-run, started again later
+    python -m bench.drills postgres   # Postgres stopped mid-run for 8 s, then started
+    python -m bench.drills replicas   # two servers on one Postgres and one Redis
+    python -m bench.drills all
 
-kill: a storm against a real `warroom serve` (Postgres, the fake Slack with Slack's rate
-limits); the server is killed with SIGKILL mid-storm and restarted; the senders retry what did
-not get a 2xx, as Alertmanager does. Then: every alert that got a 2xx is stored exactly once,
-every outbox row is delivered (none failed, none pending), no channel was created twice, no
-message was posted twice. Prints the figures and writes bench/results/drill-kill.json.
+The senders retry what did not get a 2xx, as Alertmanager does. The audit: every alert that
+got a 2xx stored exactly once, one incident and one channel per group, every outbox row
+delivered (none pending or failed), no message posted twice (by the marker each post carries),
+messages of each channel in their outbox order. Each drill prints its figures and writes
+bench/results/drill-<name>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._drill import (  # noqa: E402
+    Sent,
+    audit,
+    private_postgres,
+    private_redis,
+    send,
+    wait_delivered,
+)
 from bench.ingest import drop, postgres_url  # noqa: E402
 from bench.slack_bench import am_body, start_server  # noqa: E402
 from tests.fakes.slack_api import running_fake_slack_in_thread  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+SPEED = 10.0  # Slack's rate limits, ten times faster, so a drill takes minutes, not an hour
 
 
-async def send(
-    base: dict[str, str],
-    bodies: list[bytes],
-    accepted: set[int],
-    third: asyncio.Event | None = None,
-) -> None:
-    """Send every body until it gets a 2xx, retrying through the outage, as senders do."""
-    async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=16)) as client:
-        pending = list(range(len(bodies)))
-        gate = asyncio.Semaphore(16)
+@contextlib.contextmanager
+def shared_postgres() -> Iterator[str]:
+    pg = postgres_url()
+    if pg is None:
+        raise SystemExit("the drills need Postgres at 127.0.0.1:5432 (see the README)")
+    try:
+        yield pg[1]
+    finally:
+        drop(pg[0])
 
-        async def one(n: int) -> None:
-            for _ in range(600):
-                async with gate:
-                    try:
-                        answer: httpx.Response | None = await client.post(
-                            f"{base['url']}/webhooks/alertmanager",
-                            content=bodies[n],
-                            headers={"content-type": "application/json"},
-                        )
-                    except httpx.TransportError:
-                        answer = None  # the server is down (killed): retry, as a sender would
-                    if answer is not None and answer.status_code < 300:
-                        accepted.add(n)
-                        if third is not None and len(accepted) >= len(bodies) // 3:
-                            third.set()
-                        return
-                await asyncio.sleep(0.5)
 
-        await asyncio.gather(*(one(n) for n in pending))
+def stop(process: Any) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def storm(
+    urls: list[str], bodies: list[bytes], *, pace: float = 0.0, at: dict[float, Any] | None = None
+) -> Sent:
+    """Send every body; ``at`` maps a fraction of bodies accepted to a coroutine function to
+    run (once) when the storm gets there, e.g. the fault."""
+    sent = Sent()
+    steps = sorted((at or {}).items())
+
+    async def run() -> None:
+        fired: list[asyncio.Task[Any]] = []
+
+        def progress(accepted: int) -> None:
+            while steps and accepted >= steps[0][0] * len(bodies):
+                _, action = steps.pop(0)
+                fired.append(asyncio.create_task(action()))
+
+        await send(urls, bodies, sent, progress=progress, pace=pace)
+        await asyncio.gather(*fired)
+
+    asyncio.run(run())
+    return sent
+
+
+def finish(
+    db_url: str, fake: Any, sent: Sent, groups: int, figures: dict[str, Any], problems: list[str]
+) -> dict[str, Any]:
+    if not wait_delivered(db_url):
+        problems.append("the outbox was still busy after 10 minutes")
+    landed, wrong = audit(db_url, fake, len(sent.accepted), groups)
+    return {
+        **figures,
+        "accepted": len(sent.accepted),
+        "answers": dict(sent.codes),
+        "slowest_answer_s": round(sent.slowest_s, 2),
+        **landed,
+        "slack_calls": sum(fake.calls_by_method.values()),
+        "slack_429s": fake.ratelimited_count,
+        "problems": problems + wrong,
+    }
+
+
+# -- the drills ---------------------------------------------------------------------------
 
 
 def kill_drill(alerts: int, groups: int) -> dict[str, Any]:
-    pg = postgres_url()
-    if pg is None:
-        raise SystemExit("the kill drill needs Postgres at 127.0.0.1:5432")
-    name, db_url = pg
-    problems: list[str] = []
-    try:
-        with (
-            tempfile.TemporaryDirectory() as tmp,
-            running_fake_slack_in_thread(rate_limit_scale=10.0) as fake,
-        ):
-            broadcast = fake.channel_by_name("incidents").id
-            process, url = start_server(db_url, fake.base_url, broadcast, Path(tmp))
-            base = {"url": url}
-            bodies = [am_body(n % groups, n) for n in range(alerts)]
-            accepted: set[int] = set()
+    """SIGKILL mid-storm, restart: what got a 2xx is stored, the outbox delivers once."""
+    with (
+        shared_postgres() as db_url,
+        tempfile.TemporaryDirectory() as tmp,
+        running_fake_slack_in_thread(rate_limit_scale=SPEED) as fake,
+    ):
+        broadcast = fake.channel_by_name("incidents").id
+        process, url = start_server(db_url, fake.base_url, broadcast, Path(tmp))
+        urls = [url]
+        figures: dict[str, Any] = {}
+        servers = [process]
 
-            async def storm_with_kill() -> None:
-                third = asyncio.Event()
-                sender = asyncio.create_task(send(base, bodies, accepted, third))
-                await third.wait()
-                os.kill(process.pid, signal.SIGKILL)
-                await asyncio.to_thread(process.wait)
-                killed_at = len(accepted)
-                await asyncio.sleep(1)
-                restarted, new_url = await asyncio.to_thread(
-                    start_server, db_url, fake.base_url, broadcast, Path(tmp)
-                )
-                base["url"] = new_url
-                base["killed_at"] = str(killed_at)
-                base["pid"] = str(restarted.pid)
-                await sender
-
-            started = time.monotonic()
-            asyncio.run(storm_with_kill())
-            deadline = time.monotonic() + 600
-            engine = sa.create_engine(db_url)
-            while time.monotonic() < deadline:
-                with engine.connect() as conn:
-                    left = conn.execute(
-                        sa.text("SELECT count(*) FROM outbox WHERE status = 'pending'")
-                    ).scalar_one()
-                if left == 0:
-                    break
-                time.sleep(1)
-            elapsed = time.monotonic() - started
-            os.kill(int(base["pid"]), signal.SIGTERM)
-            with engine.connect() as conn:
-                stored = conn.execute(sa.text("SELECT count(*) FROM alert")).scalar_one()
-                distinct = conn.execute(
-                    sa.text("SELECT count(DISTINCT fingerprint) FROM alert")
-                ).scalar_one()
-                incidents = conn.execute(sa.text("SELECT count(*) FROM incident")).scalar_one()
-                outbox = dict(
-                    conn.execute(
-                        sa.text("SELECT status, count(*) FROM outbox GROUP BY status")
-                    ).all()
-                )
-            engine.dispose()
-            channels = Counter(
-                c.name for c in fake.workspace.channels.values() if c.name.startswith("inc-")
+        async def kill() -> None:
+            os.kill(process.pid, signal.SIGKILL)
+            await asyncio.to_thread(process.wait)
+            figures["killed_after_accepted"] = alerts // 3
+            await asyncio.sleep(1)
+            again, urls[0] = await asyncio.to_thread(
+                start_server, db_url, fake.base_url, broadcast, Path(tmp)
             )
-            duplicates = 0
-            for channel in fake.workspace.channels.values():
-                texts = Counter(m.text for m in fake.messages(channel.id) if m.text)
-                duplicates += sum(
-                    n - 1 for t, n in texts.items() if n > 1 and not t.startswith(("✅",))
-                )
-            if len(accepted) != alerts:
-                problems.append(f"only {len(accepted)} of {alerts} alerts were accepted")
-            if stored != len(accepted) or distinct != stored:
-                problems.append(
-                    f"{stored} alert rows ({distinct} distinct) for {len(accepted)} accepted"
-                )
-            if incidents != groups:
-                problems.append(f"{incidents} incidents for {groups} groups")
-            if outbox.get("pending") or outbox.get("failed"):
-                problems.append(f"outbox not delivered: {outbox}")
-            if any(n > 1 for n in channels.values()) or len(channels) != groups:
-                problems.append(f"channels: {len(channels)} for {groups} groups")
-            if duplicates:
-                problems.append(f"{duplicates} message(s) posted twice")
-            return {
-                "alerts": alerts,
-                "groups": groups,
-                "accepted": len(accepted),
-                "accepted_before_kill": int(base["killed_at"]),
-                "alerts_stored": stored,
-                "incidents": incidents,
-                "outbox": outbox,
-                "channels": len(channels),
-                "duplicate_messages": duplicates,
-                "seconds": round(elapsed, 1),
-                "problems": problems,
+            servers.append(again)
+
+        bodies = [am_body(n % groups, n) for n in range(alerts)]
+        sent = storm(urls, bodies, at={1 / 3: kill})
+        try:
+            return finish(db_url, fake, sent, groups, figures, [])
+        finally:
+            stop(servers[-1])
+
+
+def slack_drill(alerts: int, groups: int) -> dict[str, Any]:
+    """Slack answers 429 or 500 to 30% of calls for a minute; a quarter of those 500s come
+    after the call took effect (the answer was lost, so a blind retry would post twice)."""
+    with (
+        shared_postgres() as db_url,
+        tempfile.TemporaryDirectory() as tmp,
+        running_fake_slack_in_thread(rate_limit_scale=SPEED, seed=7) as fake,
+    ):
+        broadcast = fake.channel_by_name("incidents").id
+        process, url = start_server(db_url, fake.base_url, broadcast, Path(tmp))
+        try:
+            fake.failures.failure_rate = 0.3
+            fake.failures.lost_answers = 0.25
+            chaos_started = time.monotonic()
+            firing = [am_body(n % groups, n) for n in range(alerts)]
+            sent = storm([url], firing, pace=20.0 / alerts)  # spread over about 20 s
+            resolved = [
+                am_body(n % groups, n, status="resolved")
+                for n in range(alerts)
+                if n % groups % 2 == 0
+            ]
+            storm([url], resolved, pace=20.0 / max(1, len(resolved)))
+            time.sleep(max(0.0, 60.0 - (time.monotonic() - chaos_started)))
+            fake.failures.failure_rate = 0.0
+            failed = [c for c in fake.calls if c.status in (429, 500) and not c.ok]
+            figures = {
+                "chaos_seconds": round(time.monotonic() - chaos_started, 1),
+                "faults_injected": len(failed),
+                "faults_429": sum(1 for c in failed if c.status == 429),
+                "faults_500": sum(1 for c in failed if c.status == 500),
+                "resolves_sent": len(resolved),
             }
-    finally:
-        drop(name)
+            return finish(db_url, fake, sent, groups, figures, [])
+        finally:
+            stop(process)
+
+
+def redis_drill(alerts: int, groups: int) -> dict[str, Any]:
+    """Redis stopped a third into the storm and started at two thirds; exact retries of
+    earlier bodies are sent throughout (Redis is where their dedup marks live)."""
+    with (
+        shared_postgres() as db_url,
+        private_redis() as redis,
+        tempfile.TemporaryDirectory() as tmp,
+        running_fake_slack_in_thread(rate_limit_scale=SPEED) as fake,
+    ):
+        broadcast = fake.channel_by_name("incidents").id
+        env = {"REDIS_URL": redis.url}
+        process, url = start_server(db_url, fake.base_url, broadcast, Path(tmp), env)
+        figures: dict[str, Any] = {}
+        try:
+            originals = [am_body(n % groups, n) for n in range(alerts)]
+            bodies: list[bytes] = []
+            for n, body in enumerate(originals):  # every fifth body is followed by a retry
+                bodies += [body, originals[n - 2]] if n % 5 == 4 else [body]
+
+            async def redis_down() -> None:
+                figures["redis_keys_before_stop"] = redis.keys("warroom:*")
+                await asyncio.to_thread(redis.stop)
+                figures["redis_stopped_at_s"] = round(time.monotonic() - began, 1)
+
+            async def redis_up() -> None:
+                await asyncio.to_thread(redis.start)
+                figures["redis_started_at_s"] = round(time.monotonic() - began, 1)
+
+            began = time.monotonic()
+            index = {body: n for n, body in enumerate(originals)}
+            sent = storm(
+                [url], bodies, pace=30.0 / len(bodies), at={1 / 3: redis_down, 2 / 3: redis_up}
+            )
+            sent.accepted = {index[bodies[n]] for n in sent.accepted}
+            time.sleep(6)  # the cache tries Redis again 5 s after it last failed
+            late = storm([url], [am_body(0, alerts + n) for n in range(20)])
+            sent.accepted |= {alerts + n for n in late.accepted}
+            sent.codes.update(late.codes)
+            ready = httpx.get(f"{url}/readyz", timeout=5).json()
+            figures["redis_after"] = ready.get("redis")
+            figures["redis_keys_after_restart"] = redis.keys("warroom:*")
+            problems = []
+            if figures["redis_keys_after_restart"] == 0:
+                problems.append("Redis was not used again after it came back")
+            if ready.get("redis") != "ok":
+                problems.append(f"/readyz says redis is {ready.get('redis')!r}")
+            non_2xx = {c: n for c, n in sent.codes.items() if not c.startswith("2")}
+            if non_2xx:
+                problems.append(f"answers other than 2xx while Redis was down: {non_2xx}")
+            return finish(db_url, fake, sent, groups, figures, problems)
+        finally:
+            stop(process)
+
+
+def postgres_drill(alerts: int, groups: int) -> dict[str, Any]:
+    """Postgres stopped (fast shutdown) a third into the storm, started 8 s later: webhooks
+    get 503 meanwhile (not 500, none slower than 10 s), then 2xx again; nothing is lost."""
+    with (
+        private_postgres() as pg,
+        tempfile.TemporaryDirectory() as tmp,
+        running_fake_slack_in_thread(rate_limit_scale=SPEED) as fake,
+    ):
+        broadcast = fake.channel_by_name("incidents").id
+        process, url = start_server(pg.url, fake.base_url, broadcast, Path(tmp))
+        marks: dict[str, float] = {}
+        try:
+
+            async def outage() -> None:
+                marks["down"] = time.monotonic() - began
+                await asyncio.to_thread(pg.stop)
+                await asyncio.sleep(8)
+                await asyncio.to_thread(pg.start)
+                marks["up"] = time.monotonic() - began
+
+            began = time.monotonic()
+            bodies = [am_body(n % groups, n) for n in range(alerts)]
+            sent = storm([url], bodies, pace=30.0 / alerts, at={1 / 3: outage})
+            down, up = marks["down"], marks["up"]
+            during = [a for a in sent.attempts if down <= a[0] <= up]
+            after = [a for a in sent.attempts if a[0] > up and a[1].startswith("2")]
+            recovered = round(after[0][0] - up, 2) if after else None
+            figures = {
+                "outage_s": round(up - down, 1),
+                "answers_during_outage": _count(c for _, c, _ in during),
+                "slowest_during_outage_s": max((t for *_, t in during), default=0.0),
+                "first_2xx_after_restart_s": recovered,
+            }
+            problems = []
+            bad = {c: n for c, n in sent.codes.items() if not c.startswith(("2", "503"))}
+            if bad:
+                problems.append(f"answers other than 2xx or 503: {bad}")
+            if sent.slowest_s > 10:
+                problems.append(f"an answer took {sent.slowest_s:.1f} s (over 10 s)")
+            if not any(c == "503" for _, c, _ in during):
+                problems.append("no 503 during the outage: was it noticed?")
+            if recovered is None:
+                problems.append("no 2xx after Postgres came back")
+            return finish(pg.url, fake, sent, groups, figures, problems)
+        finally:
+            stop(process)
+
+
+def replicas_drill(alerts: int, groups: int) -> dict[str, Any]:
+    """Two servers on one Postgres and one Redis; the storm alternates between them."""
+    with (
+        shared_postgres() as db_url,
+        private_redis() as redis,
+        tempfile.TemporaryDirectory() as tmp,
+        running_fake_slack_in_thread(rate_limit_scale=SPEED) as fake,
+    ):
+        broadcast = fake.channel_by_name("incidents").id
+        env = {"REDIS_URL": redis.url}
+        first, url_a = start_server(db_url, fake.base_url, broadcast, Path(tmp), env)
+        second, url_b = start_server(db_url, fake.base_url, broadcast, Path(tmp), env)
+        try:
+            bodies = [am_body(n % groups, n) for n in range(alerts)]
+            sent = storm([url_a, url_b], bodies)
+            result = finish(db_url, fake, sent, groups, {"replicas": 2}, [])
+            if result["workers_that_delivered"] < 2:
+                result["note"] = "one replica delivered everything (the other never claimed)"
+            return result
+        finally:
+            stop(first)
+            stop(second)
+
+
+def _count(codes: Any) -> dict[str, int]:
+    counted: dict[str, int] = {}
+    for code in codes:
+        counted[code] = counted.get(code, 0) + 1
+    return counted
+
+
+DRILLS: dict[str, tuple[Callable[[int, int], dict[str, Any]], int, int]] = {
+    "kill": (kill_drill, 1500, 15),
+    "slack": (slack_drill, 1000, 20),
+    "redis": (redis_drill, 1500, 15),
+    "postgres": (postgres_drill, 1500, 15),
+    "replicas": (replicas_drill, 3000, 30),
+}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("drill", choices=["kill"])
-    parser.add_argument("--alerts", type=int, default=3000)
-    parser.add_argument("--groups", type=int, default=30)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("drill", choices=[*DRILLS, "all"])
+    parser.add_argument("--alerts", type=int, help="alerts in the storm (default per drill)")
+    parser.add_argument("--groups", type=int, help="alert groups = incidents (default per drill)")
     args = parser.parse_args()
-    result = kill_drill(args.alerts, args.groups)
-    for key, value in result.items():
-        print(f"{key:<24}{value}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"drill-{args.drill}.json").write_text(json.dumps(result, indent=2))
-    if result["problems"]:
-        print("DRILL FAILED", file=sys.stderr)
+    failed = []
+    for name in DRILLS if args.drill == "all" else [args.drill]:
+        drill, alerts, groups = DRILLS[name]
+        print(f"== drill {name}")
+        result = drill(args.alerts or alerts, args.groups or groups)
+        result = {
+            "drill": name,
+            "alerts": args.alerts or alerts,
+            "groups": args.groups or groups,
+            **result,
+        }
+        for key, value in result.items():
+            print(f"{key:<28}{value}")
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"drill-{name}.json").write_text(json.dumps(result, indent=2))
+        if result["problems"]:
+            print(f"DRILL {name} FAILED", file=sys.stderr)
+            failed.append(name)
+        else:
+            print(f"drill {name} passed: nothing lost, nothing duplicated")
+    if failed:
         raise SystemExit(1)
-    print("drill passed: nothing lost, nothing duplicated")
 
 
 if __name__ == "__main__":

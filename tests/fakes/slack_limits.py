@@ -102,10 +102,14 @@ class Failure:
 class FailurePlan:
     """Failures a test scheduled for given methods, then random ones at ``failure_rate``."""
 
-    def __init__(self, *, failure_rate: float = 0.0, seed: int = 0) -> None:
-        if not 0.0 <= failure_rate <= 1.0:
-            raise ValueError("failure_rate must be between 0 and 1")
+    def __init__(
+        self, *, failure_rate: float = 0.0, seed: int = 0, lost_answers: float = 0.0
+    ) -> None:
+        if not 0.0 <= failure_rate <= 1.0 or not 0.0 <= lost_answers <= 1.0:
+            raise ValueError("failure_rate and lost_answers must be between 0 and 1")
         self.failure_rate = failure_rate
+        # The share of random 500s whose call took effect first (the answer was lost).
+        self.lost_answers = lost_answers
         self._rng = random.Random(seed)
         self._scheduled: dict[str, deque[Failure]] = {}
 
@@ -125,5 +129,6 @@ class FailurePlan:
         if self.failure_rate and self._rng.random() < self.failure_rate:
             if self._rng.random() < 0.5:
                 return Failure.rate_limited(self._rng.randint(1, 3))
-            return Failure.server_error()
+            lost = bool(self.lost_answers) and self._rng.random() < self.lost_answers
+            return Failure.server_error(after_effect=lost)
         return None
