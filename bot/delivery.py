@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,7 +27,7 @@ from bot.db import Database
 from bot.errors import StorageUnavailable
 from bot.incidents import Change, Incidents
 from bot.models import Alert, Incident, OutboxRow
-from bot.outbox import claim, settle
+from bot.outbox import claim, renew, settle
 from bot.runbooks import Runbooks
 from bot.runbooks import text as runbook_text
 
@@ -92,12 +93,17 @@ class DeliveryWorker:
         """Deliver rows as they come due, up to ``batch`` at once, each in its own task.
 
         A slow row (a diagnostic waiting on its database, posts waiting on Slack's per-channel
-        rate) holds up only its own lane: a slot is refilled as soon as any row finishes.
-        On ``stop``, the rows under way are finished.
+        rate) holds up only its own lane: a slot is refilled as soon as any row finishes. The
+        leases of rows under way are renewed, so neither this worker nor another takes them
+        again while they wait. On ``stop``, the rows under way are finished.
         """
-        running: set[asyncio.Task[None]] = set()
+        running: dict[asyncio.Task[None], int] = {}
+        renewed = time.monotonic()
         try:
             while not stop.is_set():
+                if running and time.monotonic() - renewed > self.lease.total_seconds() / 3:
+                    await self._renew([i for t, i in running.items() if not t.done()])
+                    renewed = time.monotonic()
                 free = self.batch - len(running)
                 if free > 0 and await self._start(running, free):
                     continue  # more may be due at once
@@ -107,19 +113,19 @@ class DeliveryWorker:
                     asyncio.ensure_future(self.wake.wait()),
                 }
                 await asyncio.wait(
-                    waiters | running, timeout=idle, return_when=asyncio.FIRST_COMPLETED
+                    waiters | running.keys(), timeout=idle, return_when=asyncio.FIRST_COMPLETED
                 )
                 for waiter in waiters:
                     waiter.cancel()
                 for task in [t for t in running if t.done()]:
-                    running.discard(task)
+                    del running[task]
                     _report(task)
         finally:
             for outcome in await asyncio.gather(*running, return_exceptions=True):
                 if isinstance(outcome, Exception):
                     log.warning("delivery stopped with an error: %s", outcome)
 
-    async def _start(self, running: set[asyncio.Task[None]], free: int) -> int:
+    async def _start(self, running: dict[asyncio.Task[None], int], free: int) -> int:
         """Claim up to ``free`` due rows and start delivering each; return how many."""
         try:
             rows = await claim(
@@ -130,8 +136,20 @@ class DeliveryWorker:
             await asyncio.sleep(2)
             return 0
         for row in rows:
-            running.add(asyncio.create_task(self._deliver(row)))
+            assert row.id is not None
+            running[asyncio.create_task(self._deliver(row))] = row.id
         return len(rows)
+
+    async def _renew(self, ids: list[int]) -> None:
+        try:
+            held = await renew(
+                self.db, worker=self.worker_id, ids=ids, now=self.clock.now(), lease=self.lease
+            )
+        except StorageUnavailable as error:
+            log.warning("could not renew leases, database unavailable: %s", error)
+            return
+        if held < len(ids):  # settled meanwhile, or the lease ran out before the renewal
+            log.info("%d outbox row(s) under way no longer held", len(ids) - held)
 
     async def drain(self, *, max_rounds: int = 1000) -> int:
         """Deliver until nothing is due (tests, CLI); return the number of rows tried."""

@@ -3,7 +3,8 @@
 Claiming takes, per lane, only the oldest row still pending, so a lane is delivered
 in order; ``FOR UPDATE SKIP LOCKED`` (Postgres) or SQLite's single writer keeps two
 workers off the same row, and the lease (``claimed_until``) gives a crashed worker's
-row to another after it expires.
+row to another after it expires. A live worker renews the leases of the rows it is still
+working on (a row may wait minutes for Slack's rate limits), so no one else takes them.
 """
 
 from __future__ import annotations
@@ -145,6 +146,26 @@ async def settle(
             row.next_attempt_at = retry_at
     session.add(row)
     return row
+
+
+async def renew(
+    db: Database, *, worker: str, ids: Sequence[int], now: datetime, lease: timedelta
+) -> int:
+    """Extend the leases of ``worker``'s rows still under way; return how many it still held."""
+    if not ids:
+        return 0
+    query = (
+        sa.update(OutboxRow)
+        .where(
+            col(OutboxRow.id).in_(ids),
+            col(OutboxRow.claimed_by) == worker,
+            col(OutboxRow.status) == PENDING,
+        )
+        .values(claimed_until=now + lease)
+    )
+    async with db.transaction() as session:
+        result = await session.exec(query)
+    return int(result.rowcount)
 
 
 async def rows_for(db: Database, incident_id: int) -> Sequence[OutboxRow]:

@@ -256,7 +256,8 @@ async def test_a_crashed_worker_lease_expires_and_the_row_is_sent_once(
     assert chat.calls["find_marked"] == 1  # only the row the dead worker held is looked up
     async with db.transaction(read_only=True) as session:
         first = await session.get(OutboxRow, claimed.id)
-    assert first is not None and first.result.get("recovered") is True
+    assert first is not None
+    assert first.result.get("recovered") is True
 
 
 async def test_a_slow_row_holds_up_only_its_own_lane(db: Database, clock: FixedClock) -> None:
@@ -377,3 +378,44 @@ async def test_resolved_alerts_are_summarised_in_the_card_thread_once_a_minute(
     summaries = [t for _, _, t in chat.posts if "alert(s) resolved" in t]
     assert summaries == ["✅ 3 alert(s) resolved: A, B, C"]
     assert card_ts is not None
+
+
+async def test_a_row_waiting_longer_than_its_lease_is_not_taken_again(db: Database) -> None:
+    from bot.clock import SystemClock
+
+    clock = SystemClock()
+    await seed(db, clock, lanes=1, per_lane=1)
+    released = asyncio.Event()
+
+    class SlowSlack(ScriptedChat):
+        async def post(
+            self, channel: str, message: Message, *, marker: str, thread_ts: str | None = None
+        ) -> str:
+            await released.wait()  # e.g. waiting minutes for Slack's rate limit
+            return await super().post(channel, message, marker=marker, thread_ts=thread_ts)
+
+    chat = SlowSlack()
+    lease = timedelta(seconds=0.8)
+    slow = worker(db, chat, clock, worker_id="slow", lease=lease)
+    other = worker(db, chat, clock, worker_id="other", lease=lease)
+    stop = asyncio.Event()
+    running = asyncio.create_task(slow.run_forever(stop, idle=0.05))
+    taken = 0
+    for _ in range(50):  # 2.5 s: three leases long
+        await asyncio.sleep(0.05)
+        taken += len(await claim_for(other, lease))
+    released.set()
+    for _ in range(100):
+        if chat.posts:
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await running
+    assert taken == 0
+    assert [text for _, _, text in chat.posts] == ["INC-0001 #0"]
+
+
+async def claim_for(other: DeliveryWorker, lease: timedelta) -> list[OutboxRow]:
+    from bot.outbox import claim
+
+    return await claim(other.db, worker=other.worker_id, now=other.clock.now(), lease=lease)
