@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
 
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
@@ -32,19 +33,32 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 3.0
 REMINDER_EVERY_S = 30.0
+DRAIN_S = 10.0
 
 
 ChatFactory = Callable[[Core], Chat | None]
 
 
 class Background:
-    """The delivery worker and the reminder scheduler, for the lifetime of the app."""
+    """The delivery worker, the reminder scheduler and work that Slack requests left running."""
 
     def __init__(self, core: Core, chat: Chat | None) -> None:
         self.core = core
         self.worker = core.delivery(chat)
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
+        self.requests: set[asyncio.Task[None]] = set()
+
+    def later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a request's work after its response has gone (a Slack command after its ack)."""
+        task = asyncio.create_task(work)
+        self.requests.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.requests.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("request work failed", exc_info=error)
 
     def warm(self, call: Awaitable[object]) -> None:
         """Run a start-up call in the background (e.g. Slack's auth.test) so requests need not."""
@@ -64,6 +78,12 @@ class Background:
         ]
 
     async def stop(self) -> None:
+        # Requests' work first: it may leave outbox rows for the worker's last round.
+        if self.requests:
+            _, unfinished = await asyncio.wait(set(self.requests), timeout=DRAIN_S)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
         self.stop_event.set()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
@@ -104,7 +124,7 @@ def create_app(
         socket = None
         if isinstance(chat, SlackChat):
             background.warm(chat.identity())
-            bolt = build_bolt(core, chat, wake=background.worker.wake.set)
+            bolt = build_bolt(core, chat, wake=background.worker.wake.set, later=background.later)
             app.state.slack = AsyncSlackRequestHandler(bolt)
             if socket_mode:
                 socket = await start_socket_mode(bolt, settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -13,8 +14,9 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from bot.core import Core
 from bot.settings import load_settings
-from handlers.app import create_app
+from handlers.app import Background, create_app
 
 WARROOM = Path(sys.executable).with_name("warroom")
 
@@ -90,3 +92,31 @@ def test_readyz_on_each_database(database_url: str, monkeypatch: pytest.MonkeyPa
     assert ready.status_code == 200
     assert ready.json()["database"] == "ok"
     assert ready.json()["redis"].startswith("unavailable")
+
+
+async def test_stop_lets_request_work_finish_and_logs_its_failures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Slack command's work runs after its ack: a shutdown waits for it instead of dropping it."""
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/background.db")
+    core = Core.build(load_settings())
+    background = Background(core, None)
+    finished: list[str] = []
+
+    async def answer() -> None:
+        await asyncio.sleep(0.05)
+        finished.append("answered")
+
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    background.later(answer())
+    background.later(broken())
+    try:
+        await background.stop()
+    finally:
+        await core.close()
+    assert finished == ["answered"]
+    assert not background.requests
+    assert "request work failed" in caplog.text
+    assert "boom" in caplog.text

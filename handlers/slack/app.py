@@ -11,7 +11,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Any
 
@@ -38,14 +38,23 @@ from handlers.slack.chat import SlackChat
 log = logging.getLogger(__name__)
 
 Respond = Callable[..., Awaitable[Any]]
+# Runs a request's work after its ack has been answered (``Background.later``).
+Later = Callable[[Coroutine[Any, Any, None]], None]
 GROUPS_TTL_S = 300.0
 
 
 class Listeners:
-    def __init__(self, core: Core, chat: SlackChat, wake: Callable[[], None]) -> None:
+    """Each listener acks, hands its work to ``later`` and returns: Bolt answers Slack then.
+
+    Bolt runs with ``process_before_response=True``, so the HTTP response (or the Socket Mode
+    envelope ack) goes out as soon as the listener returns, not after the work.
+    """
+
+    def __init__(self, core: Core, chat: SlackChat, wake: Callable[[], None], later: Later) -> None:
         self.core = core
         self.chat = chat
         self.wake = wake
+        self.later = later
         self.dispatcher = Dispatcher(core, groups_of=self.groups_of)
         self._members: dict[str, tuple[float, set[str]]] = {}
 
@@ -53,6 +62,9 @@ class Listeners:
 
     async def command(self, ack: Any, command: dict[str, Any], respond: Respond) -> None:
         await ack()
+        self.later(self._command(command, respond))
+
+    async def _command(self, command: dict[str, Any], respond: Respond) -> None:
         actor = command["user_id"]
         channel = command.get("channel_id")
         text = command.get("text", "")
@@ -224,6 +236,9 @@ class Listeners:
         self, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond
     ) -> None:
         await ack()
+        self.later(self._button(body, action, respond))
+
+    async def _button(self, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         actor = body["user"]["id"]
         action_id = action["action_id"]
         value = action.get("value", "")
@@ -268,6 +283,11 @@ class Listeners:
         self, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond
     ) -> None:
         await ack()
+        self.later(self._runbook_button(body, action, respond))
+
+    async def _runbook_button(
+        self, body: dict[str, Any], action: dict[str, Any], respond: Respond
+    ) -> None:
         actor = body["user"]["id"]
         action_id = action["action_id"]
         value = action.get("value", "")
@@ -301,6 +321,9 @@ class Listeners:
 
     async def update_submitted(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
         await ack()
+        self.later(self._update_submitted(body, view))
+
+    async def _update_submitted(self, body: dict[str, Any], view: dict[str, Any]) -> None:
         values = blocks.read_update_submission(view["state"]["values"])
         minutes = int(values.get("next_update") or 0)
         with _reference():
@@ -317,6 +340,9 @@ class Listeners:
 
     async def resolve_submitted(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
         await ack()
+        self.later(self._resolve_submitted(body, view))
+
+    async def _resolve_submitted(self, body: dict[str, Any], view: dict[str, Any]) -> None:
         values = blocks.read_resolve_submission(view["state"]["values"])
         with _reference():
             await self.core.incidents.resolve(
@@ -330,7 +356,11 @@ class Listeners:
 
     # -- events ---------------------------------------------------------------
 
-    async def reaction(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+    async def reaction(self, ack: Any, event: dict[str, Any], body: dict[str, Any]) -> None:
+        await ack()
+        self.later(self._reaction(event, body))
+
+    async def _reaction(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         """A 📌 on a message in an incident channel puts the message on the timeline."""
         if event.get("reaction") != "pushpin" or event.get("item", {}).get("type") != "message":
             return
@@ -358,7 +388,11 @@ class Listeners:
                 session, locked, event.get("user", "slack"), [Change("pinned", text, data)]
             )
 
-    async def member_joined(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+    async def member_joined(self, ack: Any, event: dict[str, Any], body: dict[str, Any]) -> None:
+        await ack()
+        self.later(self._member_joined(event, body))
+
+    async def _member_joined(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         if not await self._first_event(body):
             return
         incident = await self.core.incidents.by_channel(event.get("channel", ""))
@@ -390,7 +424,7 @@ class Listeners:
             )
 
 
-def build_bolt(core: Core, chat: SlackChat, *, wake: Callable[[], None]) -> AsyncApp:
+def build_bolt(core: Core, chat: SlackChat, *, wake: Callable[[], None], later: Later) -> AsyncApp:
     slack = core.settings.slack
     assert slack.bot_token is not None
     client = AsyncWebClient(
@@ -417,8 +451,11 @@ def build_bolt(core: Core, chat: SlackChat, *, wake: Callable[[], None]) -> Asyn
         signing_secret=slack.signing_secret.get_secret_value() if slack.signing_secret else None,
         request_verification_enabled=slack.signing_secret is not None,
         raise_error_for_unhandled_request=False,
+        # Answer Slack when the listener returns (right after ack(); the work runs `later`).
+        # Bolt's default instead polls every 10 ms for the ack from a task it started.
+        process_before_response=True,
     )
-    listen = Listeners(core, chat, wake)
+    listen = Listeners(core, chat, wake, later)
     app.command("/incident")(listen.command)
     for action_id in (
         blocks.ACK,
