@@ -63,7 +63,7 @@ POSTMORTEM = "schedule"  # the value of the resolve modal's checkbox
 
 _BARE_AMP = re.compile(r"&(?!(?:amp|lt|gt);)")
 _CUT_ENTITY = re.compile(r"&[a-z]{0,3}$")
-_SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
+_SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,20}")  # real ids are ~11 characters; longer is text
 _LABEL = re.compile(r"^([A-Za-z](?:[A-Za-z -]{0,28}[A-Za-z])?):(?=\s|$)")
 _DURATION = re.compile(r"\s*([0-9]{1,5})\s*(m|mins?|minutes?|h|hrs?|hours?)?\s*", re.IGNORECASE)
 _RANK_EMOJI = ("🔴", "🟠", "🟡")
