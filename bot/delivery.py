@@ -302,7 +302,9 @@ class DeliveryWorker:
         marker: str,
         thread_ts: str | None = None,
     ) -> dict[str, Any]:
-        if row.uncertain:  # an earlier attempt may have posted it
+        # An earlier attempt may have posted it: its answer was lost (uncertain), or it posted
+        # and a later call of the same row failed (a card's pin answered 429, say).
+        if row.uncertain or row.last_error:
             found = await self.chat.find_marked(channel, marker, thread_ts=thread_ts)
             if found is not None:
                 log.info("outbox row %s was already posted (%s): not sending again", row.id, found)

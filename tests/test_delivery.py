@@ -88,7 +88,9 @@ class ScriptedChat:
         await self._step("update")
 
     async def pin(self, channel: str, ts: str) -> None:
-        await self._step("pin")
+        error = await self._step("pin")
+        if error:
+            raise error
 
     async def bookmark(self, channel: str, title: str, url: str) -> None:
         await self._step("bookmark")
@@ -419,3 +421,21 @@ async def claim_for(other: DeliveryWorker, lease: timedelta) -> list[OutboxRow]:
     from bot.outbox import claim
 
     return await claim(other.db, worker=other.worker_id, now=other.clock.now(), lease=lease)
+
+
+async def test_a_card_whose_pin_is_rate_limited_is_not_posted_again(
+    db: Database, clock: FixedClock
+) -> None:
+    incidents = Incidents(
+        db, clock=clock, scheme=P1_P4, listeners=[Notifier(templates=Templates(), scheme=P1_P4)]
+    )
+    await incidents.declare(title="Cache failure", severity="P2", actor="U1")
+    chat = ScriptedChat()
+    chat.fail("pin", RateLimited(1))  # the card went out; pinning it answered 429
+    delivery = DeliveryWorker(db, chat, incidents, clock=clock)
+    for _ in range(5):
+        await delivery.drain()
+        clock.advance(timedelta(seconds=2))
+    cards = [text for _, _, text in chat.posts if text.startswith("INC-0001 [P2]")]
+    assert len(cards) == 1
+    assert chat.calls["pin"] == 2
