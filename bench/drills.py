@@ -316,7 +316,7 @@ def _count(codes: Any) -> dict[str, int]:
 
 DRILLS: dict[str, tuple[Callable[[int, int], dict[str, Any]], int, int]] = {
     "kill": (kill_drill, 1500, 15),
-    "slack": (slack_drill, 1000, 20),
+    "slack": (slack_drill, 2000, 40),
     "redis": (redis_drill, 1500, 15),
     "postgres": (postgres_drill, 1500, 15),
     "replicas": (replicas_drill, 3000, 30),
