@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._drill import (  # noqa: E402
+    PrivateRedis,
     Sent,
     audit,
     private_postgres,
@@ -62,6 +64,34 @@ def shared_postgres() -> Iterator[str]:
         yield pg[1]
     finally:
         drop(pg[0])
+
+
+@dataclass
+class Stage:
+    """What a drill runs on: a database, the fake Slack, a working directory, maybe Redis."""
+
+    db_url: str
+    fake: Any
+    workdir: Path
+    redis: PrivateRedis | None = None
+
+    def server(self) -> tuple[Any, str]:
+        """Start a `warroom serve` on this stage; (process, base URL)."""
+        broadcast = self.fake.channel_by_name("incidents").id
+        env = {"REDIS_URL": self.redis.url} if self.redis else {}
+        return start_server(self.db_url, self.fake.base_url, broadcast, self.workdir, env)
+
+
+@contextlib.contextmanager
+def stage(*, db_url: str | None = None, redis: bool = False, seed: int = 0) -> Iterator[Stage]:
+    """A stage on a throwaway database of the shared Postgres (unless ``db_url`` is given),
+    with a private Redis if asked."""
+    with contextlib.ExitStack() as stack:
+        url = db_url or stack.enter_context(shared_postgres())
+        cache = stack.enter_context(private_redis()) if redis else None
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        fake = stack.enter_context(running_fake_slack_in_thread(rate_limit_scale=SPEED, seed=seed))
+        yield Stage(url, fake, workdir, cache)
 
 
 def stop(process: Any) -> None:
@@ -94,11 +124,12 @@ def storm(
 
 
 def finish(
-    db_url: str, fake: Any, sent: Sent, groups: int, figures: dict[str, Any], problems: list[str]
+    on: Stage, sent: Sent, groups: int, figures: dict[str, Any], problems: list[str]
 ) -> dict[str, Any]:
-    if not wait_delivered(db_url):
+    fake = on.fake
+    if not wait_delivered(on.db_url):
         problems.append("the outbox was still busy after 10 minutes")
-    landed, wrong = audit(db_url, fake, len(sent.accepted), groups)
+    landed, wrong = audit(on.db_url, fake, len(sent.accepted), groups)
     return {
         **figures,
         "accepted": len(sent.accepted),
@@ -116,13 +147,8 @@ def finish(
 
 def kill_drill(alerts: int, groups: int) -> dict[str, Any]:
     """SIGKILL mid-storm, restart: what got a 2xx is stored, the outbox delivers once."""
-    with (
-        shared_postgres() as db_url,
-        tempfile.TemporaryDirectory() as tmp,
-        running_fake_slack_in_thread(rate_limit_scale=SPEED) as fake,
-    ):
-        broadcast = fake.channel_by_name("incidents").id
-        process, url = start_server(db_url, fake.base_url, broadcast, Path(tmp))
+    with stage() as on:
+        process, url = on.server()
         urls = [url]
         figures: dict[str, Any] = {}
         servers = [process]
@@ -132,15 +158,13 @@ def kill_drill(alerts: int, groups: int) -> dict[str, Any]:
             await asyncio.to_thread(process.wait)
             figures["killed_after_accepted"] = alerts // 3
             await asyncio.sleep(1)
-            again, urls[0] = await asyncio.to_thread(
-                start_server, db_url, fake.base_url, broadcast, Path(tmp)
-            )
+            again, urls[0] = await asyncio.to_thread(on.server)
             servers.append(again)
 
         bodies = [am_body(n % groups, n) for n in range(alerts)]
         sent = storm(urls, bodies, at={1 / 3: kill})
         try:
-            return finish(db_url, fake, sent, groups, figures, [])
+            return finish(on, sent, groups, figures, [])
         finally:
             stop(servers[-1])
 
@@ -148,13 +172,9 @@ def kill_drill(alerts: int, groups: int) -> dict[str, Any]:
 def slack_drill(alerts: int, groups: int) -> dict[str, Any]:
     """Slack answers 429 or 500 to 30% of calls for a minute; a quarter of those 500s come
     after the call took effect (the answer was lost, so a blind retry would post twice)."""
-    with (
-        shared_postgres() as db_url,
-        tempfile.TemporaryDirectory() as tmp,
-        running_fake_slack_in_thread(rate_limit_scale=SPEED, seed=FAULT_SEED[0]) as fake,
-    ):
-        broadcast = fake.channel_by_name("incidents").id
-        process, url = start_server(db_url, fake.base_url, broadcast, Path(tmp))
+    with stage(seed=FAULT_SEED[0]) as on:
+        fake = on.fake
+        process, url = on.server()
         try:
             fake.failures.failure_rate = 0.3
             fake.failures.lost_answers = 0.25
@@ -177,7 +197,7 @@ def slack_drill(alerts: int, groups: int) -> dict[str, Any]:
                 "faults_500": sum(1 for c in failed if c.status == 500),
                 "resolves_sent": len(resolved),
             }
-            return finish(db_url, fake, sent, groups, figures, [])
+            return finish(on, sent, groups, figures, [])
         finally:
             stop(process)
 
@@ -185,15 +205,10 @@ def slack_drill(alerts: int, groups: int) -> dict[str, Any]:
 def redis_drill(alerts: int, groups: int) -> dict[str, Any]:
     """Redis stopped a third into the storm and started at two thirds; exact retries of
     earlier bodies are sent throughout (Redis is where their dedup marks live)."""
-    with (
-        shared_postgres() as db_url,
-        private_redis() as redis,
-        tempfile.TemporaryDirectory() as tmp,
-        running_fake_slack_in_thread(rate_limit_scale=SPEED) as fake,
-    ):
-        broadcast = fake.channel_by_name("incidents").id
-        env = {"REDIS_URL": redis.url}
-        process, url = start_server(db_url, fake.base_url, broadcast, Path(tmp), env)
+    with stage(redis=True) as on:
+        redis = on.redis
+        assert redis is not None
+        process, url = on.server()
         figures: dict[str, Any] = {}
         try:
             originals = [am_body(n % groups, n) for n in range(alerts)]
@@ -231,7 +246,7 @@ def redis_drill(alerts: int, groups: int) -> dict[str, Any]:
             non_2xx = {c: n for c, n in sent.codes.items() if not c.startswith("2")}
             if non_2xx:
                 problems.append(f"answers other than 2xx while Redis was down: {non_2xx}")
-            return finish(db_url, fake, sent, groups, figures, problems)
+            return finish(on, sent, groups, figures, problems)
         finally:
             stop(process)
 
@@ -239,13 +254,8 @@ def redis_drill(alerts: int, groups: int) -> dict[str, Any]:
 def postgres_drill(alerts: int, groups: int) -> dict[str, Any]:
     """Postgres stopped (fast shutdown) a third into the storm, started 8 s later: webhooks
     get 503 meanwhile (not 500, none slower than 10 s), then 2xx again; nothing is lost."""
-    with (
-        private_postgres() as pg,
-        tempfile.TemporaryDirectory() as tmp,
-        running_fake_slack_in_thread(rate_limit_scale=SPEED) as fake,
-    ):
-        broadcast = fake.channel_by_name("incidents").id
-        process, url = start_server(pg.url, fake.base_url, broadcast, Path(tmp))
+    with private_postgres() as pg, stage(db_url=pg.url) as on:
+        process, url = on.server()
         marks: dict[str, float] = {}
         try:
 
@@ -279,27 +289,20 @@ def postgres_drill(alerts: int, groups: int) -> dict[str, Any]:
                 problems.append("no 503 during the outage: was it noticed?")
             if recovered is None:
                 problems.append("no 2xx after Postgres came back")
-            return finish(pg.url, fake, sent, groups, figures, problems)
+            return finish(on, sent, groups, figures, problems)
         finally:
             stop(process)
 
 
 def replicas_drill(alerts: int, groups: int) -> dict[str, Any]:
     """Two servers on one Postgres and one Redis; the storm alternates between them."""
-    with (
-        shared_postgres() as db_url,
-        private_redis() as redis,
-        tempfile.TemporaryDirectory() as tmp,
-        running_fake_slack_in_thread(rate_limit_scale=SPEED) as fake,
-    ):
-        broadcast = fake.channel_by_name("incidents").id
-        env = {"REDIS_URL": redis.url}
-        first, url_a = start_server(db_url, fake.base_url, broadcast, Path(tmp), env)
-        second, url_b = start_server(db_url, fake.base_url, broadcast, Path(tmp), env)
+    with stage(redis=True) as on:
+        first, url_a = on.server()
+        second, url_b = on.server()
         try:
             bodies = [am_body(n % groups, n) for n in range(alerts)]
             sent = storm([url_a, url_b], bodies)
-            result = finish(db_url, fake, sent, groups, {"replicas": 2}, [])
+            result = finish(on, sent, groups, {"replicas": 2}, [])
             if result["workers_that_delivered"] < 2:
                 result["note"] = "one replica delivered everything (the other never claimed)"
             return result
