@@ -1,0 +1,135 @@
+"""Slack Block Kit for incidents: pure functions from views and text to blocks, no I/O.
+
+Every string that came from an alert or a person goes through :func:`escape` and is cut to
+Slack's limit by :func:`truncate`. Mrkdwn is sent ``verbatim``, so Slack does not turn a bare
+``@channel`` or a channel name into a mention; the only ``<…>`` in the output are the ones
+built here (``<@U…>``, ``<!date^…>``, ``<https://…|label>``).
+
+Text typed in Slack arrives already escaped (``&amp;``) and the core keeps it as sent (see
+:mod:`bot.commands`), while alert text arrives raw: :func:`escape` therefore leaves ``&amp;``,
+``&lt;`` and ``&gt;`` alone rather than escaping them twice, and modal inputs are prefilled
+unescaped.
+
+The modules, each depending only on those above it:
+
+    limits    Slack's Block Kit limits (HEADER_MAX, SECTION_MAX, MAX_BLOCKS…)
+    text      escape, truncate, clean, person, format_minutes, pack
+    compose   Block and the pieces: plain, mrkdwn, section, context, button
+    card      the incident card (card_blocks, card_text) and its action ids
+    messages  message, help, error, reminder and timeline blocks; parse_snooze
+    modals    the update and resolve modals and reading their submissions
+    runbooks  diagnostic buttons and a pending mitigation's Confirm / Approve
+"""
+
+from __future__ import annotations
+
+from handlers.slack.blocks.card import (
+    ACK,
+    CARD_ACTIONS,
+    POST_UPDATE,
+    REOPEN,
+    RESOLVE,
+    RUN_DIAGNOSTICS,
+    URL_MAX,
+    card_blocks,
+    card_text,
+)
+from handlers.slack.blocks.compose import Block
+from handlers.slack.blocks.limits import (
+    BUTTON_TEXT_MAX,
+    BUTTON_VALUE_MAX,
+    CONFIRM_TITLE_MAX,
+    CONTEXT_MAX,
+    FIELD_MAX,
+    HEADER_MAX,
+    INITIAL_VALUE_MAX,
+    MAX_BLOCKS,
+    MAX_FIELDS,
+    METADATA_MAX,
+    MODAL_BUTTON_MAX,
+    MODAL_TITLE_MAX,
+    OPTION_TEXT_MAX,
+    SECTION_MAX,
+)
+from handlers.slack.blocks.messages import (
+    REMINDER_ACTIONS,
+    SNOOZE,
+    SNOOZE_MAX_MINUTES,
+    error_blocks,
+    help_blocks,
+    message_blocks,
+    parse_snooze,
+    reminder_blocks,
+    timeline_blocks,
+)
+from handlers.slack.blocks.modals import (
+    NEXT_UPDATE_MINUTES,
+    POSTMORTEM,
+    RESOLVE_MODAL,
+    STATUSES,
+    UPDATE_MODAL,
+    read_resolve_submission,
+    read_update_submission,
+    resolve_modal,
+    update_modal,
+)
+from handlers.slack.blocks.runbooks import (
+    RUNBOOK_APPROVE,
+    RUNBOOK_CONFIRM,
+    RUNBOOK_DIAG,
+    pending_blocks,
+    runbook_blocks,
+)
+from handlers.slack.blocks.text import escape, truncate
+
+__all__ = [
+    "ACK",
+    "BUTTON_TEXT_MAX",
+    "BUTTON_VALUE_MAX",
+    "CARD_ACTIONS",
+    "CONFIRM_TITLE_MAX",
+    "CONTEXT_MAX",
+    "FIELD_MAX",
+    "HEADER_MAX",
+    "INITIAL_VALUE_MAX",
+    "MAX_BLOCKS",
+    "MAX_FIELDS",
+    "METADATA_MAX",
+    "MODAL_BUTTON_MAX",
+    "MODAL_TITLE_MAX",
+    "NEXT_UPDATE_MINUTES",
+    "OPTION_TEXT_MAX",
+    "POSTMORTEM",
+    "POST_UPDATE",
+    "REMINDER_ACTIONS",
+    "REOPEN",
+    "RESOLVE",
+    "RESOLVE_MODAL",
+    "RUNBOOK_APPROVE",
+    "RUNBOOK_CONFIRM",
+    "RUNBOOK_DIAG",
+    "RUN_DIAGNOSTICS",
+    "SECTION_MAX",
+    "SNOOZE",
+    "SNOOZE_MAX_MINUTES",
+    "STATUSES",
+    "UPDATE_MODAL",
+    "URL_MAX",
+    "Block",
+    "card_blocks",
+    "card_text",
+    "error_blocks",
+    "escape",
+    "help_blocks",
+    "message_blocks",
+    "parse_snooze",
+    "pending_blocks",
+    "read_resolve_submission",
+    "read_update_submission",
+    "reminder_blocks",
+    "resolve_modal",
+    "runbook_blocks",
+    "timeline_blocks",
+    "truncate",
+    "update_modal",
+]

@@ -1,0 +1,81 @@
+"""Mrkdwn text: outside text escaped and cut to a limit, people, durations, lines packed.
+
+:func:`escape` leaves ``&amp;``, ``&lt;`` and ``&gt;`` alone (text typed in Slack arrives
+already escaped) and :func:`truncate` never cuts one in half; :func:`clean` does both to one
+line of alert or user text. :func:`person` mentions a Slack user id and shows any other name
+as text; :func:`format_minutes` writes a duration; :func:`pack` groups lines into as few
+section texts as keep them whole.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from handlers.slack.blocks.limits import SECTION_MAX
+
+BARE_AMP = re.compile(r"&(?!(?:amp|lt|gt);)")
+_CUT_ENTITY = re.compile(r"&[a-z]{0,3}$")
+_SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,20}")  # real ids are ~11 characters; longer is text
+
+
+def escape(text: str) -> str:
+    """Escape ``&``, ``<``, ``>`` for Slack; ``&amp;``, ``&lt;``, ``&gt;`` already there stay."""
+    return BARE_AMP.sub("&amp;", text).replace("<", "&lt;").replace(">", "&gt;")
+
+
+def truncate(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis, never in the middle of ``&amp;``."""
+    if limit < 1:
+        raise ValueError(f"truncate() needs a limit of at least 1, not {limit}")
+    if len(text) <= limit:
+        return text
+    return _CUT_ENTITY.sub("", text[: limit - 1]) + "…"
+
+
+def clean(text: str | None, limit: int) -> str:
+    """One line of outside text, escaped and cut to ``limit``."""
+    return truncate(escape(" ".join((text or "").split())), limit)
+
+
+def person(who: str | None, *, nobody: str = "_unassigned_") -> str:
+    if who is None or not who.strip():
+        return nobody
+    if _SLACK_USER.fullmatch(who.strip()):
+        return f"<@{who.strip()}>"
+    return clean(who, 200)
+
+
+def format_minutes(minutes: int) -> str:
+    """``65`` → ``1 h 5 min``; under an hour, ``45 min``."""
+    hours, rest = divmod(minutes, 60)
+    if not hours:
+        return f"{rest} min"
+    return f"{hours} h" + (f" {rest} min" if rest else "")
+
+
+def _split_long(line: str, limit: int) -> list[str]:
+    pieces = []
+    while len(line) > limit:
+        partial = _CUT_ENTITY.search(line, 0, limit)
+        cut = partial.start() if partial else limit
+        pieces.append(line[:cut])
+        line = line[cut:]
+    return [*pieces, line]
+
+
+def pack(lines: Iterable[str], limit: int = SECTION_MAX) -> list[str]:
+    """Lines grouped into as few texts of at most ``limit`` as keep them whole."""
+    chunks: list[str] = []
+    current: list[str] = []
+    size = -1
+    for line in lines:
+        for piece in _split_long(line.rstrip(), limit):
+            if current and size + 1 + len(piece) > limit:
+                chunks.append("\n".join(current))
+                current, size = [], -1
+            current.append(piece)
+            size += 1 + len(piece)
+    if current:
+        chunks.append("\n".join(current))
+    return [chunk.strip("\n") for chunk in chunks if chunk.strip()]
