@@ -12,22 +12,26 @@ half-written, because every change is one transaction.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
+
+Row = TypeVar("Row", bound=SQLModel)
 
 _READ_ONLY = "warroom_read_only"
 _STORAGE_ERRORS = (
@@ -65,7 +69,8 @@ class Database:
         self.url = async_url(url)
         self.dialect = make_url(self.url).get_backend_name()
         connect_args: dict[str, Any] = {}
-        options: dict[str, Any] = {"pool_pre_ping": True}
+        # A server may drop idle connections, a SQLite file does not: no ping (a thread hop) there.
+        options: dict[str, Any] = {"pool_pre_ping": self.dialect != "sqlite"}
         if self.dialect == "sqlite":
             connect_args["timeout"] = connect_timeout
         else:
@@ -143,6 +148,29 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_ms: int) -> None:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+@functools.cache
+def _on_conflict(
+    dialect: str, model: type[SQLModel], unique: tuple[str, ...], *, lock: bool
+) -> ReturningInsert[Any]:
+    """INSERT … ON CONFLICT … RETURNING for ``model``, values given when run.
+
+    Built once per model: webhooks run these on every delivery.
+    """
+    insert = postgresql.insert(model) if dialect == "postgresql" else sqlite.insert(model)
+    if not lock:
+        return insert.on_conflict_do_nothing(index_elements=unique).returning(
+            sa.literal_column("id")
+        )
+    # On conflict the existing row is "updated" to itself: that locks it as
+    # SELECT … FOR UPDATE would, and returns it as it was.
+    unchanged = {unique[0]: insert.excluded[unique[0]]}
+    return insert.on_conflict_do_update(index_elements=unique, set_=unchanged).returning(model)
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind else "sqlite"
+
+
 async def insert_ignore(
     session: AsyncSession,
     model: type[SQLModel],
@@ -150,11 +178,20 @@ async def insert_ignore(
     unique: tuple[str, ...],
 ) -> bool:
     """INSERT unless the unique key exists; True if this call inserted the row."""
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    statement: postgresql.Insert | sqlite.Insert
-    if dialect == "postgresql":
-        statement = postgresql.insert(model).on_conflict_do_nothing(index_elements=list(unique))
-    else:
-        statement = sqlite.insert(model).on_conflict_do_nothing(index_elements=list(unique))
-    result = await session.exec(statement.values(**values).returning(sa.literal_column("id")))
-    return result.first() is not None
+    statement = _on_conflict(_dialect(session), model, unique, lock=False)
+    return (await session.exec(statement, params=values)).first() is not None
+
+
+async def insert_or_lock(
+    session: AsyncSession,
+    model: type[Row],
+    values: dict[str, object],
+    unique: tuple[str, ...],
+) -> Row:
+    """The row of ``unique`` key, inserted from ``values`` if missing, locked until commit."""
+    statement = _on_conflict(_dialect(session), model, unique, lock=True)
+    options = {"populate_existing": True}  # the row as stored, not a copy the session holds
+    row: Row = (
+        await session.exec(statement, params=values, execution_options=options)
+    ).scalar_one()
+    return row

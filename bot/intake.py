@@ -28,13 +28,15 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Literal
 
+import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.alerts.model import AlertStatus, Delivery, NormalizedAlert
 from bot.classify import Classification, Classifier
 from bot.clock import Clock
-from bot.db import Database, insert_ignore
+from bot.db import Database, insert_ignore, insert_or_lock
+from bot.errors import IncidentNotFound
 from bot.incidents import Change, Incidents
 from bot.models import Alert, AlertGroup, Incident, SeveritySource, Status, WebhookDelivery
 
@@ -161,15 +163,20 @@ class _Run:
         self.touched: dict[int, Incident] = {}
         self.openers: set[str] = set()  # fingerprints of the alerts that opened an incident
         # One delivery is processed as a batch: each group locked once, each incident's alert
-        # rows read once, its timeline events and severity written once at the end.
+        # rows read once (with its lock), new rows inserted together, its timeline events and
+        # severity written once at the end.
         self.groups: dict[str, AlertGroup] = {}
-        self.known: dict[int, dict[str, Alert]] = {}
+        self.known: dict[int, dict[str, Alert]] = {}  # incident id → its rows of these alerts
+        self.new_rows: list[Alert] = []  # the rows of ``known`` not stored yet
         self.changes: dict[int, list[Change]] = {}
         self.verdicts: dict[int, tuple[Classification, str]] = {}
 
     async def run(self) -> None:
         for alert in self.delivery.alerts:
             await self._one(self._with_defaults(alert))
+        if self.new_rows:  # in one statement (the ORM would send SQLite one per row)
+            rows = [row.model_dump(exclude={"id"}) for row in self.new_rows]
+            await self.session.exec(sa.insert(Alert), params=rows)
         for incident_id, incident in list(self.touched.items()):
             await self._write_changes(incident, self.changes.pop(incident_id, []))
             await self._apply_verdict(incident)
@@ -215,26 +222,14 @@ class _Run:
         return self.groups[group_key]
 
     async def _lock_group_row(self, group_key: str) -> AlertGroup:
-        digest = hashlib.sha256(group_key.encode()).hexdigest()
-        await insert_ignore(
-            self.session,
-            AlertGroup,
-            {
-                "endpoint": self.endpoint.name,
-                "group_hash": digest,
-                "group_key": group_key,
-                "created_at": self.now,
-                "last_seen": self.now,
-            },
-            ("endpoint", "group_hash"),
-        )
-        query = (
-            select(AlertGroup)
-            .where(col(AlertGroup.endpoint) == self.endpoint.name)
-            .where(col(AlertGroup.group_hash) == digest)
-            .with_for_update()
-        )
-        return (await self.session.exec(query)).one()
+        row = {
+            "endpoint": self.endpoint.name,
+            "group_hash": hashlib.sha256(group_key.encode()).hexdigest(),
+            "group_key": group_key,
+            "created_at": self.now,
+            "last_seen": self.now,
+        }
+        return await insert_or_lock(self.session, AlertGroup, row, ("endpoint", "group_hash"))
 
     async def _incident_of(
         self, group: AlertGroup, alert: NormalizedAlert, sender_groups: bool
@@ -243,8 +238,8 @@ class _Run:
         policy = self.intake.policy
         incidents = self.intake.incidents
         if group.incident_id is not None:
-            incident = self.touched.get(group.incident_id) or await incidents.lock(
-                self.session, group.incident_id
+            incident = self.touched.get(group.incident_id) or await self._lock_incident(
+                group.incident_id
             )
             if incident.state.is_open:
                 stale = not sender_groups and self.now - group.last_seen > policy.group_window
@@ -294,18 +289,29 @@ class _Run:
         )
         return incident
 
-    async def _rows(self, incident: Incident) -> dict[str, Alert]:
-        """This endpoint's alert rows of ``incident`` for the delivery's fingerprints, read once."""
-        incident_id = _id(incident)
-        if incident_id not in self.known:
-            wanted = {a.fingerprint for a in self.delivery.alerts}
-            query = select(Alert).where(
-                col(Alert.incident_id) == incident_id,
-                col(Alert.endpoint) == self.endpoint.name,
-                col(Alert.fingerprint).in_(wanted),
+    async def _lock_incident(self, incident_id: int) -> Incident:
+        """Lock the incident and read its rows of the delivery's alerts, in one statement.
+
+        Only intake writes alert rows, under their group's lock, which this delivery holds
+        already: a row cannot change between this statement's snapshot and the lock.
+        """
+        wanted = {a.fingerprint for a in self.delivery.alerts}
+        query = (
+            select(Incident, Alert)
+            .outerjoin(
+                Alert,
+                (col(Alert.incident_id) == col(Incident.id))
+                & (col(Alert.endpoint) == self.endpoint.name)
+                & col(Alert.fingerprint).in_(wanted),
             )
-            self.known[incident_id] = {r.fingerprint: r for r in await self.session.exec(query)}
-        return self.known[incident_id]
+            .where(col(Incident.id) == incident_id)
+            .with_for_update(of=Incident)
+        )
+        found = (await self.session.exec(query)).all()
+        if not found:
+            raise IncidentNotFound(f"#{incident_id}")
+        self.known[incident_id] = {row.fingerprint: row for _, row in found if row is not None}
+        return found[0][0]
 
     def _change(self, incident: Incident, change: Change) -> None:
         self.changes.setdefault(_id(incident), []).append(change)
@@ -329,7 +335,7 @@ class _Run:
         await self.intake.incidents.record(self.session, incident, self.actor, changes)
 
     async def _store_alert(self, incident: Incident, alert: NormalizedAlert, group: str) -> None:
-        rows = await self._rows(incident)
+        rows = self.known.setdefault(_id(incident), {})  # none yet if the delivery opened it
         row = rows.get(alert.fingerprint)
         fields = {
             "status": alert.status.value,
@@ -357,7 +363,7 @@ class _Run:
                 **fields,  # type: ignore[arg-type]
             )
             rows[alert.fingerprint] = row
-            self.session.add(row)
+            self.new_rows.append(row)
             verb = "firing" if alert.status is AlertStatus.FIRING else "resolved"
             text = f"alert {verb}: {alert.summary or alert.name}"
             self._change(incident, Change("alert", text, self._data(alert)))
@@ -369,7 +375,6 @@ class _Run:
         for name, value in fields.items():
             setattr(row, name, value)
         row.count += 1
-        self.session.add(row)
         self._updated(incident)
         if previous != alert.status.value:
             verb = "firing again" if alert.status is AlertStatus.FIRING else "resolved"
@@ -431,13 +436,8 @@ class _Run:
 
     async def _after(self, incident: Incident) -> None:
         """Move the incident as its alerts say: back to work, or towards resolution."""
-        statuses = (
-            await self.session.exec(
-                select(col(Alert.status)).where(col(Alert.incident_id) == incident.id)
-            )
-        ).all()
+        total, firing = await self._count_alerts(incident)
         incidents = self.intake.incidents
-        firing = [s for s in statuses if s == AlertStatus.FIRING.value]
         if firing and incident.state is Status.MONITORING:
             await incidents.set_status(
                 incident,
@@ -448,10 +448,10 @@ class _Run:
             )
             self.result.decisions.append(f"{incident.key}: back to investigating")
             return
-        if firing or not statuses or not incident.state.is_open:
+        if firing or not total or not incident.state.is_open:
             return
         policy = self.intake.policy.when_all_resolved
-        text = f"all {len(statuses)} alert(s) resolved"
+        text = f"all {total} alert(s) resolved"
         if policy == "resolve":
             await incidents.resolve(incident, actor=self.actor, summary=text, session=self.session)
             self.result.decisions.append(f"{incident.key}: {text}: resolved")
@@ -466,6 +466,21 @@ class _Run:
             self.result.decisions.append(f"{incident.key}: {text}: monitoring")
         else:
             await incidents.record(self.session, incident, self.actor, [Change("alert", text)])
+
+    async def _count_alerts(self, incident: Incident) -> tuple[int, int]:
+        """How many alerts ``incident`` has, and how many of them are firing.
+
+        When one of the rows at hand fires, that is all the caller needs: (1, 1), not counted.
+        """
+        firing = AlertStatus.FIRING.value
+        if any(row.status == firing for row in self.known[_id(incident)].values()):
+            return 1, 1
+        is_firing = col(Alert.status) == firing
+        query = select(sa.func.count(), sa.func.count().filter(is_firing)).where(
+            col(Alert.incident_id) == incident.id
+        )
+        total, firing_count = (await self.session.exec(query)).one()
+        return total, firing_count
 
     def _updated(self, incident: Incident) -> None:
         if incident.key not in self.result.opened and incident.key not in self.result.updated:

@@ -110,9 +110,8 @@ class Webhooks:
         if await self.cache.seen(dedup):
             return JSONResponse({"status": "duplicate", "alerts": 0, "incidents": []})
         try:
-            result = await asyncio.wait_for(
-                self.intake.receive(hook.endpoint, delivery, delivery_key=key), self.timeout
-            )
+            async with asyncio.timeout(self.timeout):  # no task per request, unlike wait_for
+                result = await self.intake.receive(hook.endpoint, delivery, delivery_key=key)
         except (StorageUnavailable, TimeoutError) as error:
             log.warning(
                 "webhook %s refused with 503: %s",
