@@ -17,9 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from bot.db import Database
-from bot.models import OutboxRow
+from bot.models import OutboxRow, UTCDateTime
 
 PENDING = "pending"
 DONE = "done"
@@ -70,10 +71,8 @@ async def enqueue(
     return row
 
 
-async def claim(
-    db: Database, *, worker: str, now: datetime, lease: timedelta, limit: int = 20
-) -> list[OutboxRow]:
-    """Lease up to ``limit`` due rows, at most one per lane (the lane's oldest pending)."""
+def _due(dialect: str) -> SelectOfScalar[OutboxRow]:
+    """Due rows, the oldest pending of each lane, at ``:now``, at most ``:limit``."""
     earlier = aliased(OutboxRow)
     blocked = (
         sa.select(sa.literal(1))
@@ -84,6 +83,7 @@ async def claim(
         )
         .exists()
     )
+    now = sa.bindparam("now", type_=UTCDateTime())
     query = (
         select(OutboxRow)
         .where(
@@ -93,12 +93,26 @@ async def claim(
             ~blocked,
         )
         .order_by(col(OutboxRow.id))
-        .limit(limit)
+        .limit(sa.bindparam("limit", type_=sa.Integer))
     )
-    if db.dialect == "postgresql":
+    if dialect == "postgresql":
         query = query.with_for_update(skip_locked=True)
+    return query
+
+
+_DUE = {dialect: _due(dialect) for dialect in ("sqlite", "postgresql")}
+
+
+async def claim(
+    db: Database, *, worker: str, now: datetime, lease: timedelta, limit: int = 20
+) -> list[OutboxRow]:
+    """Lease up to ``limit`` due rows, at most one per lane (the lane's oldest pending).
+
+    The query is built once (a worker asks every time a row finishes, mostly finding none).
+    """
     async with db.transaction() as session:
-        rows = list((await session.exec(query)).all())
+        found = await session.exec(_DUE[db.dialect], params={"now": now, "limit": limit})
+        rows = list(found.all())
         for row in rows:
             if row.claimed_until is not None:
                 # An earlier worker claimed it and never settled (it crashed, or lost its
