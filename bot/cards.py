@@ -1,7 +1,9 @@
 """What the incident card shows, as data: the core decides, a chat adapter renders.
 
 :func:`build_card` reads the incident and its alerts; the Slack adapter turns the
-:class:`CardView` into Block Kit, the local transcript into text.
+:class:`CardView` into Block Kit, the local transcript into text. :func:`load_card` reads them
+from the database: the counts in SQL and only the most relevant alerts, so a card costs the same
+for an incident of ten alerts as for one of ten thousand.
 """
 
 from __future__ import annotations
@@ -10,10 +12,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import sqlalchemy as sa
+from sqlalchemy.orm import defer
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from bot.models import Alert, Incident
 from bot.severity import SeverityScheme
 
 MAX_ALERTS_SHOWN = 5
+#: The alerts a card reads for its lines and links: firing first, newest first.
+ALERTS_READ = 50
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTally:
+    firing: int
+    resolved: int
+    notifications: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +82,18 @@ def build_card(
     *,
     runbook: tuple[str, str] | None = None,
     page_url: str | None = None,
+    tally: AlertTally | None = None,
 ) -> CardView:
-    """The card for ``incident``: firing alerts first, newest first, at most five listed."""
+    """The card for ``incident``: firing alerts first, newest first, at most five listed.
+
+    ``tally`` gives the counts when ``alerts`` are not all of them (see :func:`load_card`).
+    """
+    if tally is None:
+        tally = AlertTally(
+            firing=sum(1 for a in alerts if a.status == "firing"),
+            resolved=sum(1 for a in alerts if a.status != "firing"),
+            notifications=sum(a.count for a in alerts),
+        )
     ordered = sorted(alerts, key=lambda a: (a.status != "firing", -a.last_seen.timestamp()))
     links: dict[str, str] = {}
     for alert in ordered:
@@ -93,9 +119,9 @@ def build_card(
         acknowledged_by=incident.acknowledged_by,
         resolved_at=incident.resolved_at,
         roles=dict(incident.roles),
-        alerts_firing=sum(1 for a in alerts if a.status == "firing"),
-        alerts_resolved=sum(1 for a in alerts if a.status != "firing"),
-        alerts_total_notifications=sum(a.count for a in alerts),
+        alerts_firing=tally.firing,
+        alerts_resolved=tally.resolved,
+        alerts_total_notifications=tally.notifications,
         alerts=tuple(
             AlertLine(
                 name=a.labels.get("alertname") or a.summary,
@@ -111,3 +137,31 @@ def build_card(
         page_url=page_url,
         version=incident.version,
     )
+
+
+async def load_card(
+    session: AsyncSession,
+    incident: Incident,
+    scheme: SeverityScheme,
+    *,
+    page_url: str | None = None,
+) -> CardView:
+    """The card of ``incident`` from the database: two queries, whatever its size."""
+    mine = col(Alert.incident_id) == incident.id
+    firing = col(Alert.status) == "firing"
+    counts = select(
+        sa.func.count(),
+        sa.func.coalesce(sa.func.sum(sa.case((firing, 1), else_=0)), 0),
+        sa.func.coalesce(sa.func.sum(col(Alert.count)), 0),
+    ).where(mine)
+    total, firing_n, notifications = (await session.exec(counts)).one()
+    relevant = (
+        select(Alert)
+        .where(mine)
+        .order_by(sa.case((firing, 0), else_=1), col(Alert.last_seen).desc(), col(Alert.id))
+        .limit(ALERTS_READ)
+        .options(defer(Alert.raw))  # type: ignore[arg-type]
+    )
+    alerts = list((await session.exec(relevant)).all())
+    tally = AlertTally(int(firing_n), int(total) - int(firing_n), int(notifications))
+    return build_card(incident, alerts, scheme, page_url=page_url, tally=tally)

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from bot.cards import CardView, build_card
+from bot.cards import CardView, load_card
 from bot.channels import channel_name, with_suffix
 from bot.chat import Chat, ChatError, Message, RateLimited, Rejected, Transient
 from bot.clock import Clock
@@ -409,12 +409,9 @@ class DeliveryWorker:
 
     async def _card_view(self, incident: Incident) -> CardView:
         async with self.db.transaction(read_only=True) as session:
-            alerts = list(
-                (
-                    await session.exec(select(Alert).where(col(Alert.incident_id) == incident.id))
-                ).all()
+            return await load_card(
+                session, incident, self.incidents.scheme, page_url=self._page(incident)
             )
-        return build_card(incident, alerts, self.incidents.scheme, page_url=self._page(incident))
 
     def _page(self, incident: Incident) -> str | None:
         if not self.public_url:

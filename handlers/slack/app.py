@@ -19,10 +19,9 @@ import httpx
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlmodel import col, select
 
 from bot import commands
-from bot.cards import CardView, build_card
+from bot.cards import CardView, load_card
 from bot.chat import ChatError
 from bot.core import Core
 from bot.db import insert_ignore
@@ -30,7 +29,7 @@ from bot.dispatch import Dispatcher, Outcome
 from bot.drafts import postmortem_markdown
 from bot.errors import StorageUnavailable, UserError
 from bot.incidents import Change
-from bot.models import Alert, WebhookDelivery
+from bot.models import WebhookDelivery
 from bot.runbooks import text as runbook_text
 from handlers.slack import blocks
 from handlers.slack.chat import SlackChat
@@ -223,12 +222,7 @@ class Listeners:
     async def _card(self, key: str) -> CardView:
         incident = await self.core.incidents.get(key)
         async with self.core.db.transaction(read_only=True) as session:
-            alerts = list(
-                (
-                    await session.exec(select(Alert).where(col(Alert.incident_id) == incident.id))
-                ).all()
-            )
-        return build_card(incident, alerts, self.core.incidents.scheme)
+            return await load_card(session, incident, self.core.incidents.scheme)
 
     # -- buttons --------------------------------------------------------------
 
