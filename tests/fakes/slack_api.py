@@ -19,8 +19,14 @@ one Slack lists for the method, a success must match Slack's schema); a mismatch
 fake and lands in `FakeSlack.fake_violations`. `FakeSlack.assert_clean` fails on either.
 
 Request pipeline, in Slack's order: parse the body, unknown method (404 ``unknown_method``),
-strict argument check, token (``not_authed`` / ``invalid_auth``), injected failure, rate limit
-(429 ``ratelimited``), the method's handler.
+strict argument check, token (``not_authed`` / ``invalid_auth``; an app-level ``xapp-`` token
+is good for apps.connections.open only, and only in the Authorization header: any other
+token type gets ``not_allowed_token_type``), injected failure, rate limit (429
+``ratelimited``), the method's handler.
+
+Socket Mode (`tests.fakes.slack_socket`): apps.connections.open hands out a one-time
+``ws://.../socket/<ticket>`` URL served by this same app; tests push envelopes to the connected
+app with `FakeSlack.socket_send` and wait for its acks with `FakeSlack.wait_for_ack`.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tests.fakes import (
@@ -48,14 +54,17 @@ from tests.fakes import (
     slack_files,
     slack_messages,
     slack_people,
+    slack_socket,
     slack_views,
 )
 from tests.fakes.slack_calls import HANDLERS, Args, CallContext, ClientMisuse, SlackError
 from tests.fakes.slack_files import upload_endpoint
 from tests.fakes.slack_limits import Failure, FailurePlan, RateLimiter
+from tests.fakes.slack_socket import APP_TOKEN_METHODS, Ack, SocketMode
 from tests.fakes.slack_spec import SlackSpec, load_spec
 from tests.fakes.slack_state import (
     ALICE,
+    APP_TOKEN,
     BOT_TOKEN,
     Channel,
     Ephemeral,
@@ -69,6 +78,7 @@ from tests.fakes.slack_views import issue_trigger
 from tests.fakes.slack_wire import BadBody, ParsedRequest, parse_request
 
 __all__ = [
+    "APP_TOKEN",
     "BOT_TOKEN",
     "CallRecord",
     "FakeSlack",
@@ -81,7 +91,14 @@ __all__ = [
 ]
 
 # The Web API methods register themselves (`slack_method`) when their module is imported.
-METHOD_MODULES = (slack_conversations, slack_files, slack_messages, slack_people, slack_views)
+METHOD_MODULES = (
+    slack_conversations,
+    slack_files,
+    slack_messages,
+    slack_people,
+    slack_socket,
+    slack_views,
+)
 STRICT_ERROR = "fake_slack_strict_violation"
 
 
@@ -148,9 +165,11 @@ class FakeSlack:
         self.client_violations: list[str] = []
         self.fake_violations: list[str] = []
         self._base_url: str | None = None
+        self.socket_mode = SocketMode(self.workspace)
         self.app = Starlette(
             routes=[
                 Route("/api/{method}", self._handle, methods=["GET", "POST"]),
+                WebSocketRoute("/socket/{ticket}", self.socket_mode.endpoint),
                 Route("/upload/v1/{upload_id}", self._upload, methods=["POST"]),
                 Route("/response/{hook}", self._response, methods=["POST"]),
             ]
@@ -205,6 +224,16 @@ class FakeSlack:
         body = await request.json()
         self.responses.append({"hook": request.path_params["hook"], **body})
         return JSONResponse({"ok": True})
+
+    def socket_send(self, envelope_type: str, payload: dict[str, Any], **options: Any) -> str:
+        """Push a Socket Mode envelope (``slash_commands``, ``interactive``, ``events_api``) to
+        the connected app; returns its envelope_id. From a thread other than the fake's (use
+        ``await fake.socket_mode.send_async(...)`` in the fake's own loop)."""
+        return self.socket_mode.send(envelope_type, payload, **options)
+
+    def wait_for_ack(self, envelope_id: str, timeout: float = 5.0) -> Ack:
+        """The app's first ack of a Socket Mode envelope (TimeoutError if none in time)."""
+        return self.socket_mode.wait_for_ack(envelope_id, timeout)
 
     def issue_trigger_id(self, user: str = ALICE.id, *, view_id: str | None = None) -> str:
         """A trigger_id as Slack sends with a slash command (or a click in modal ``view_id``)."""
@@ -334,9 +363,10 @@ class FakeSlack:
                 return 400, self._strict_violation(problems), {}, None
         if parsed.token is None:
             return 200, _error("not_authed"), {}, None
-        caller = self.workspace.team.tokens.get(parsed.token)
-        if caller is None:
-            return 200, _error("invalid_auth"), {}, None
+        problem, caller = self._authenticate(request, method, parsed.token)
+        if problem is not None:
+            return 200, _error(problem), {}, None
+        assert caller is not None
         failure = self.failures.take(method)
         if failure is not None and not failure.after_effect:
             return (*_failure_answer(failure), caller)
@@ -366,6 +396,26 @@ class FakeSlack:
         if failure is not None:
             return (*_failure_answer(failure), caller)
         return 200, body, {}, caller
+
+    def _authenticate(
+        self, request: Request, method: str, token: str
+    ) -> tuple[str | None, str | None]:
+        """(error, caller): a bot or user token for most methods, an app-level one for a few.
+
+        apps.connections.open takes its token from the Authorization header only (Slack's
+        method page: a POST parameter "will result in an error").
+        """
+        team = self.workspace.team
+        if method in APP_TOKEN_METHODS:
+            if token in team.tokens:
+                return "not_allowed_token_type", None
+            in_header = request.headers.get("authorization", "").startswith("Bearer ")
+            app = team.app_tokens.get(token) if in_header else None
+            return (None, app) if app is not None else ("invalid_auth", None)
+        if token in team.app_tokens:
+            return "not_allowed_token_type", None
+        caller = team.tokens.get(token)
+        return (None, caller) if caller is not None else ("invalid_auth", None)
 
     def _rate_key(self, method: str, parsed: ParsedRequest) -> str:
         """chat.postMessage is limited per channel (by ID, however the call named it)."""
@@ -475,7 +525,7 @@ def _server(app: ASGIApp) -> _Server:
         lifespan="off",
         log_level="warning",
         access_log=False,
-        ws="none",
+        ws="wsproto",  # Socket Mode's WebSocket (wsproto: pure Python, a dev dependency)
         timeout_graceful_shutdown=2,
     )
     return _Server(config)

@@ -106,6 +106,23 @@ SUPPLEMENT: Mapping[str, MethodSpec] = {
         tier="Tier 3",
         sources=("supplement",),
     ),
+    # Socket Mode came after the 2020 OpenAPI file and methods.txt, so neither lists it. From
+    # Slack's method page: no arguments but the app-level token (xapp-, scope
+    # connections:write), Tier 1, and these errors besides the common ones (a bot or user token
+    # gets the common not_allowed_token_type). The success is {"ok": true, "url": "wss://..."}.
+    "apps.connections.open": MethodSpec(
+        name="apps.connections.open",
+        args=frozenset(),
+        required=frozenset(),
+        errors=frozenset({"access_denied"}),
+        tier="Tier 1",
+        sources=("supplement",),
+        success_schema={
+            "type": "object",
+            "required": ["ok", "url"],
+            "properties": {"ok": {"type": "boolean"}, "url": {"type": "string"}},
+        },
+    ),
 }
 
 

@@ -19,6 +19,8 @@ BOT_USER_ID = "U0WARBOT01"
 BOT_ID = "B0WARBOT01"
 APP_ID = "A0WARROOM1"
 BOT_TOKEN = "xoxb-fake-warroom-bot-token"
+# An app-level token (Socket Mode's apps.connections.open takes only these).
+APP_TOKEN = "xapp-1-A0WARROOM1-1700000000000-fakeappleveltoken"
 
 # Message subtypes Slack writes itself when the channel changes.
 SYSTEM_SUBTYPES = frozenset(
@@ -100,7 +102,11 @@ class ChannelSeed:
 
 @dataclass(frozen=True)
 class Team:
-    """Who is in the fake workspace, and which tokens are valid (token -> user id)."""
+    """Who is in the fake workspace, and which tokens are valid.
+
+    ``tokens`` are bot and user tokens (token -> user id); ``app_tokens`` are app-level
+    ``xapp-`` tokens (token -> app id), good for apps.connections.open and nothing else.
+    """
 
     id: str
     name: str
@@ -112,6 +118,7 @@ class Team:
     bot_user_id: str = BOT_USER_ID
     bot_id: str = BOT_ID
     app_id: str = APP_ID
+    app_tokens: dict[str, str] = field(default_factory=dict)
 
 
 ALICE = User("U0ALICE001", "alice", "Alice Archer", "alice@example.com")
@@ -133,6 +140,7 @@ def default_team() -> Team:
             UserGroup("S0DBA00001", "dba", "Database admins", (CAROL.id,)),
         ),
         tokens={BOT_TOKEN: BOT_USER_ID},
+        app_tokens={APP_TOKEN: APP_ID},
         channels=(
             ChannelSeed("general", tuple(u.id for u in humans), is_general=True),
             ChannelSeed("incidents", (ALICE.id, BOB.id, BOT_USER_ID)),
@@ -369,6 +377,7 @@ class Workspace:
         self.uploads: dict[str, str] = {}  # upload id -> file id
         self.ephemerals: list[Ephemeral] = []
         self.lost_replies: list[Message] = []
+        self.socket_tickets: set[str] = set()  # Socket Mode URLs issued and not yet used
         for seed_channel in team.channels:
             channel = self.create_channel(
                 seed_channel.name,

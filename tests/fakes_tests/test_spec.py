@@ -36,6 +36,7 @@ PIPELINE_ERRORS = {
     "missing_post_type",
 }
 NEWER_METHODS = {
+    "apps.connections.open",
     "bookmarks.add",
     "bookmarks.list",
     "files.getUploadURLExternal",
@@ -129,7 +130,7 @@ def test_shared_folder_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_pat
         "   errors: already_pinned\n   args: *channel, timestamp\n"
     )
     small = load_spec(folder)
-    assert set(small.methods) == {"pins.add", "bookmarks.list"}
+    assert set(small.methods) == {"pins.add", "bookmarks.list", "apps.connections.open"}
 
 
 async def test_strict_mode_refuses_an_unknown_argument_loudly(
