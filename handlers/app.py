@@ -11,6 +11,7 @@ from typing import Any
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -172,19 +173,33 @@ async def slack_events(request: Request) -> Response:
     return await handler.handle(request)
 
 
+def _app_token_problem(message: str) -> ConfigError:
+    return ConfigError(
+        [ConfigProblem(source="environment", key="slack.app_token", message=message)]
+    )
+
+
 async def start_socket_mode(bolt: AsyncApp, settings: Settings) -> AsyncSocketModeHandler:
     token = settings.slack.app_token
     if token is None:
-        raise ConfigError(
-            [
-                ConfigProblem(
-                    source="environment",
-                    key="slack.app_token",
-                    message="Socket Mode needs SLACK_APP_TOKEN (xapp-…)",
-                )
-            ]
+        raise _app_token_problem("Socket Mode needs SLACK_APP_TOKEN (xapp-…)")
+    app_token = token.get_secret_value()
+    if not app_token.startswith("xapp-"):
+        raise _app_token_problem(
+            "SLACK_APP_TOKEN must be an app-level token (xapp-…, scope connections:write), "
+            "not a bot or user token"
         )
-    handler = AsyncSocketModeHandler(bolt, token.get_secret_value())
+    # slack_sdk's connect() retries a failed apps.connections.open forever, so a revoked or
+    # mistyped token would hang the start: ask for the first URL here and fail clearly.
+    handler = AsyncSocketModeHandler(bolt, app_token)
+    try:
+        handler.client.wss_uri = await handler.client.issue_new_wss_url()
+    except SlackApiError as error:
+        await handler.close_async()  # type: ignore[no-untyped-call]
+        code = error.response.get("error")
+        raise _app_token_problem(
+            f"Slack refused the app-level token for Socket Mode ({code})"
+        ) from None
     await handler.connect_async()  # type: ignore[no-untyped-call]
     log.info("Slack connected over Socket Mode")
     return handler
