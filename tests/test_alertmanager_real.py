@@ -6,8 +6,7 @@ import json
 import shutil
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import sqlalchemy as sa
 from bot.db import sync_url
 
 from .conftest import LiveServer, service_missing
+from .waiting import wait_for
 
 TOKEN = "am-shared-token"
 
@@ -26,14 +26,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_for(what: str, check: Callable[[], bool], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -96,7 +88,7 @@ receivers:
             assert process.poll() is None, (tmp_path / "alertmanager.log").read_text()
             return False
 
-    wait_for("Alertmanager to start", ready)
+    wait_for("Alertmanager to start", ready, seconds=30, every=0.2)
     yield url
     process.terminate()
     process.wait(timeout=10)
@@ -134,11 +126,11 @@ def test_alertmanager_firing_then_resolved(
             return [tuple(row) for row in conn.execute(sa.text(text))]
 
     push(alertmanager)
-    wait_for("the firing notification", lambda: query("SELECT status FROM alert") == [("firing",)])
+    firing = [("firing",)]
+    wait_for("the firing notification", lambda: query("SELECT status FROM alert") == firing, 30)
     push(alertmanager, ends_at=datetime.now(UTC) - timedelta(seconds=1))
-    wait_for(
-        "the resolved notification", lambda: query("SELECT status FROM alert") == [("resolved",)]
-    )
+    resolved = [("resolved",)]
+    wait_for("the resolved notification", lambda: query("SELECT status FROM alert") == resolved, 30)
 
     (incident,) = query(
         "SELECT key, title, severity, severity_reason, status, service FROM incident"

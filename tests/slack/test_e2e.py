@@ -24,6 +24,7 @@ from handlers.app import create_app
 from tests.alerts.payloads import raw
 from tests.fakes.slack_api import FakeSlack, running_fake_slack_in_thread
 from tests.fakes.slack_state import ALICE, BOB, BOT_TOKEN
+from tests.waiting import wait_for
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"  # Slack's published test secret
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "slack"
@@ -104,14 +105,7 @@ class Harness:
         return self.signed("/slack/events", body, content_type="application/json", headers=headers)
 
     def wait(self, what: str, check: Any, seconds: float = 15) -> Any:
-        deadline = time.monotonic() + seconds
-        while True:
-            found = check()
-            if found:
-                return found
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what}")
-            time.sleep(0.05)
+        return wait_for(what, check, seconds)
 
     def incident(self, key: str = "INC-0001") -> dict[str, Any]:
         from click.testing import CliRunner

@@ -21,6 +21,7 @@ from bot.settings import load_settings
 from handlers.app import create_app
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack, running_fake_slack_in_thread
 from tests.fakes.slack_state import ALICE, TEAM_ID
+from tests.waiting import wait_for
 
 ACK_WITHIN_S = 3.0  # Slack's deadline for an envelope's ack
 
@@ -42,17 +43,6 @@ def socket_env(database_url: str, fake: FakeSlack, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("WARROOM_SLACK__API_URL", fake.base_url)
     monkeypatch.setenv("WARROOM_SLACK__BROADCAST_CHANNEL", fake.channel_by_name("incidents").id)
     return fake
-
-
-def wait(what: str, check: Any, seconds: float = 15) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def slash_command(fake: FakeSlack, text: str, *, channel: str, hook: str) -> dict[str, Any]:
@@ -98,11 +88,11 @@ def test_slash_command_over_socket_mode(socket_env: FakeSlack) -> None:
         assert ack.at - sent < ACK_WITHIN_S
         assert not ack.payload  # an empty ack: the work runs after it
 
-        name = wait("the incident channel", lambda: incident_channels(fake))
+        name = wait_for("the incident channel", lambda: incident_channels(fake))
         assert len(name) == 1
         assert name[0].endswith("-0001-checkout-errors")
         channel = fake.channel_by_name(name[0])
-        wait("the card to be pinned", lambda: fake.pins(channel.id))
+        wait_for("the card to be pinned", lambda: fake.pins(channel.id))
         assert ALICE.id in fake.members(channel.id)
 
         # Slack redelivers an envelope it thinks was not acked (retry_attempt counts up).
@@ -114,7 +104,7 @@ def test_slash_command_over_socket_mode(socket_env: FakeSlack) -> None:
             retry_reason="timeout",
         )
         assert retried == envelope_id
-        wait("the retry's ack", lambda: len(fake.socket_mode.acks_for(envelope_id)) == 2)
+        wait_for("the retry's ack", lambda: len(fake.socket_mode.acks_for(envelope_id)) == 2)
         time.sleep(1.0)  # give a second declaration the time to show up
         # warroom does not de-duplicate slash commands: the retry declares a second incident.
         # (It de-duplicates Events API deliveries by event_id, see the next test.)
@@ -131,9 +121,9 @@ def test_event_retry_over_socket_mode_is_handled_once(socket_env: FakeSlack) -> 
         general = fake.channel_by_name("general").id
         declare = slash_command(fake, "declare Cache failure sev:P2", channel=general, hook="s2")
         fake.wait_for_ack(fake.socket_send("slash_commands", declare))
-        channel = wait("the channel", lambda: incident_channels(fake))[0]
+        channel = wait_for("the channel", lambda: incident_channels(fake))[0]
         channel_id = fake.channel_by_name(channel).id
-        wait("the card", lambda: fake.pins(channel_id))
+        wait_for("the card", lambda: fake.pins(channel_id))
         message = fake.post_as_user(channel_id, ALICE.id, "redis maxmemory is 0: eviction off")
         event = {
             "token": "legacy-verification-token",
@@ -155,7 +145,7 @@ def test_event_retry_over_socket_mode_is_handled_once(socket_env: FakeSlack) -> 
         again = fake.socket_send(
             "events_api", event, envelope_id=first, retry_attempt=1, retry_reason="timeout"
         )
-        wait("the retry's ack", lambda: len(fake.socket_mode.acks_for(again)) == 2)
+        wait_for("the retry's ack", lambda: len(fake.socket_mode.acks_for(again)) == 2)
 
         from click.testing import CliRunner
 
@@ -165,7 +155,7 @@ def test_event_retry_over_socket_mode_is_handled_once(socket_env: FakeSlack) -> 
             result = CliRunner().invoke(cli, ["incident", "show", "INC-0001", "--json"])
             return [e for e in json.loads(result.output)["timeline"] if e["kind"] == "pinned"]
 
-        wait("the pinned note", pinned)
+        wait_for("the pinned note", pinned)
         time.sleep(0.5)
         assert len(pinned()) == 1
     fake.assert_clean()
