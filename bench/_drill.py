@@ -22,11 +22,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from bench.ingest import free_port
 
 
 @dataclass
@@ -36,7 +32,7 @@ class Sent:
     accepted: set[int] = field(default_factory=set)
     codes: Counter[str] = field(default_factory=Counter)
     slowest_s: float = 0.0
-    # (seconds since start, status or "conn-error") for every attempt, for outage timelines
+    # (seconds since the start, status or "conn-error"/"timeout", seconds taken) per attempt
     attempts: list[tuple[float, str, float]] = field(default_factory=list)
 
 

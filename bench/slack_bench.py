@@ -23,7 +23,6 @@ import hmac
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.ingest import free_port  # noqa: E402
 from tests.fakes.slack_api import running_fake_slack_in_thread  # noqa: E402
 from tests.fakes.slack_state import ALICE, BOT_TOKEN  # noqa: E402
 
@@ -51,12 +51,6 @@ ROUND_FIGURES = (
     "seconds_until_every_card",
 )
 RESULTS = ROOT / "bench" / "results"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_server(
