@@ -27,6 +27,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,7 +276,7 @@ def postgres_drill(alerts: int, groups: int) -> dict[str, Any]:
             recovered = round(after[0][0] - up, 2) if after else None
             figures = {
                 "outage_s": round(up - down, 1),
-                "answers_during_outage": _count(c for _, c, _ in during),
+                "answers_during_outage": dict(Counter(c for _, c, _ in during)),
                 "slowest_during_outage_s": max((t for *_, t in during), default=0.0),
                 "first_2xx_after_restart_s": recovered,
             }
@@ -309,13 +310,6 @@ def replicas_drill(alerts: int, groups: int) -> dict[str, Any]:
         finally:
             stop(first)
             stop(second)
-
-
-def _count(codes: Any) -> dict[str, int]:
-    counted: dict[str, int] = {}
-    for code in codes:
-        counted[code] = counted.get(code, 0) + 1
-    return counted
 
 
 DRILLS: dict[str, tuple[Callable[[int, int], dict[str, Any]], int, int]] = {
