@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from handlers.cli import cli
+from tests.data import PAYLOADS_DIR
 
 WARROOM = Path(sys.executable).with_name("warroom")
 
@@ -198,11 +199,11 @@ def test_unreachable_database_exits_3(tmp_path: Path, monkeypatch) -> None:
     assert "the database is unavailable" in result.output
 
 
-PAYLOADS = Path(__file__).resolve().parents[2] / "shared" / "payloads"
+
 
 
 def test_replay_dry_run_explains_and_writes_nothing(run) -> None:
-    body = str(PAYLOADS / "alertmanager" / "firing_capture_am0.27.0.wire.json")
+    body = str(PAYLOADS_DIR / "alertmanager" / "firing_capture_am0.27.0.wire.json")
     dry = run("replay", body, "--source", "alertmanager", "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert "firing   ServiceHighErrorRate  [0eeee852e85422ff]" in dry.output

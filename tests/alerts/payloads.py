@@ -1,20 +1,20 @@
 """Where the real sender payloads live, and how tests read them.
 
-The bodies are in the shared research folder (``<workspace>/shared/payloads``,
-next to this repository), or wherever ``WARROOM_SHARED`` points (the
-``shared`` folder or its ``payloads`` folder).  If neither exists the tests
-fail: a silently skipped payload test proves nothing.
+The bodies are vendored in ``tests/data/payloads`` (each sender's folder has a
+PROVENANCE.md).  If the folder is missing the tests fail: a silently skipped
+payload test proves nothing.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import os
 from functools import cache
 from pathlib import Path
 
 import pytest
+
+from tests.data import PAYLOADS_DIR
 
 # Every body under payloads/, by folder, with the parser (registry name) that reads it.
 SOURCE_OF_FOLDER = {
@@ -46,27 +46,12 @@ KNOWN_BODIES: tuple[str, ...] = (
 )
 
 
-def _candidates() -> list[Path]:
-    found = [Path(__file__).resolve().parents[3] / "shared" / "payloads"]
-    env = os.environ.get("WARROOM_SHARED")
-    if env:
-        found += [Path(env) / "payloads", Path(env)]
-    return found
-
-
 @cache
 def payload_dir() -> Path:
-    """The payloads folder; fails the calling test when it cannot be found."""
-    candidates = _candidates()
-    for candidate in candidates:
-        if (candidate / "README.md").is_file() and (candidate / "alertmanager").is_dir():
-            return candidate
-    tried = ", ".join(str(c) for c in candidates)
-    pytest.fail(
-        "real alert payloads not found (tried: "
-        f"{tried}); set WARROOM_SHARED to the folder holding shared/payloads",
-        pytrace=False,
-    )
+    """The payloads folder; fails the calling test when it is missing."""
+    if not (PAYLOADS_DIR / "README.md").is_file() or not (PAYLOADS_DIR / "alertmanager").is_dir():
+        pytest.fail(f"real alert payloads not found in {PAYLOADS_DIR}", pytrace=False)
+    return PAYLOADS_DIR
 
 
 def raw(name: str) -> bytes:

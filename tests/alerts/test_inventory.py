@@ -1,4 +1,4 @@
-"""Every real body in the shared payloads folder is known to (and read by) these tests."""
+"""Every real body in the vendored payloads folder is known to (and read by) these tests."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.alerts.payloads import KNOWN_BODIES, load, payload_dir, source_of
 TEMPLATES = {"datadog/default_payload_template.json"}
 
 
-def test_every_body_in_the_shared_folder_is_covered() -> None:
+def test_every_vendored_body_is_covered() -> None:
     root = payload_dir()
     on_disk = {str(path.relative_to(root)) for path in root.rglob("*.json") if path.is_file()}
     assert on_disk == set(KNOWN_BODIES), (
@@ -45,17 +45,10 @@ def test_an_unrendered_template_is_rejected(name: str) -> None:
 def test_missing_payload_folder_fails_rather_than_skips(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(payloads, "_candidates", lambda: [tmp_path / "nowhere"])
+    monkeypatch.setattr(payloads, "PAYLOADS_DIR", tmp_path / "nowhere")
     payloads.payload_dir.cache_clear()
     try:
         with pytest.raises(pytest.fail.Exception, match="real alert payloads not found"):
             payloads.payload_dir()
     finally:
         payloads.payload_dir.cache_clear()
-
-
-def test_warroom_shared_is_a_fallback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("WARROOM_SHARED", str(tmp_path))
-    candidates = payloads._candidates()
-    assert candidates[0].parts[-2:] == ("shared", "payloads")
-    assert candidates[1:] == [tmp_path / "payloads", tmp_path]

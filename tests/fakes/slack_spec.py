@@ -1,6 +1,6 @@
 """Slack's own description of the Web API, and checks of calls against it.
 
-Two sources, both in the shared ``slack`` folder:
+Two sources, both vendored in ``tests/data/slack`` (see the README there):
 
 - ``slack_web_openapi_v2.json``: Slack's OpenAPI 2 file (last regenerated in 2020). It has each
   method's arguments, error codes and the schema of a successful answer.
@@ -12,21 +12,19 @@ A method's allowed arguments and error codes are the union of both sources (the 
 keeps arguments that still work, methods.txt adds the new ones); its required arguments come
 from methods.txt when it lists the method, else from the OpenAPI file. ``SUPPLEMENT`` holds the
 few methods neither source covers, copied from Slack's method pages.
-
-The shared folder is found from ``WARROOM_SHARED`` (the folder holding ``slack/``) or, by default,
-next to the repository: ``<repo>/../shared``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from tests.data import SLACK_DIR
 
 # Errors every method may answer (the "common errors" on each of Slack's method pages, plus
 # `unknown_method` and the body-parsing errors of the OpenAPI file).
@@ -141,11 +139,9 @@ KNOWN_SCHEMA_GAPS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def shared_slack_dir() -> Path:
+def slack_data_dir() -> Path:
     """The folder holding Slack's reference files."""
-    env = os.environ.get("WARROOM_SHARED")
-    base = Path(env) if env else Path(__file__).resolve().parents[3] / "shared"
-    return base / "slack"
+    return SLACK_DIR
 
 
 @dataclass(frozen=True)
@@ -364,8 +360,8 @@ def _merge(name: str, operation: Mapping[str, Any], entry: _TxtEntry | None) -> 
 
 @lru_cache(maxsize=4)
 def load_spec(folder: Path | None = None) -> SlackSpec:
-    """Slack's spec from the shared folder (cached: the OpenAPI file is 1.2 MB)."""
-    folder = folder or shared_slack_dir()
+    """Slack's spec from the vendored folder (cached: the OpenAPI file is 1.2 MB)."""
+    folder = folder or slack_data_dir()
     openapi = json.loads((folder / OPENAPI_FILE).read_text(encoding="utf-8"))
     methods_txt = (folder / METHODS_FILE).read_text(encoding="utf-8")
     return build_spec(openapi, methods_txt)

@@ -17,7 +17,7 @@ from tests.fakes.slack_spec import (
     SlackSpec,
     load_spec,
     parse_methods_txt,
-    shared_slack_dir,
+    slack_data_dir,
 )
 from tests.fakes_tests.support import slack_error
 
@@ -67,7 +67,7 @@ def test_pipeline_errors_are_slacks_common_errors() -> None:
 
 
 def test_methods_txt_is_parsed() -> None:
-    entries = parse_methods_txt((shared_slack_dir() / "methods.txt").read_text())
+    entries = parse_methods_txt((slack_data_dir() / "methods.txt").read_text())
 
     create = entries["conversations.create"]
     assert create.tier == "Tier 2"
@@ -119,9 +119,9 @@ def test_known_schema_gaps_name_real_methods(spec: SlackSpec) -> None:
         assert reason
 
 
-def test_shared_folder_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("WARROOM_SHARED", str(tmp_path))
-    assert shared_slack_dir() == tmp_path / "slack"
+def test_the_spec_is_vendored_and_a_folder_can_be_given(tmp_path: Path) -> None:
+    assert (slack_data_dir() / "slack_web_openapi_v2.json").is_file()
+    assert (slack_data_dir() / "LICENSE.slack-api-specs").is_file()
     folder = tmp_path / "slack"
     folder.mkdir()
     (folder / "slack_web_openapi_v2.json").write_text(json.dumps({"paths": {}}))

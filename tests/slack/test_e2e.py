@@ -22,12 +22,12 @@ from starlette.testclient import TestClient
 from bot.settings import load_settings
 from handlers.app import create_app
 from tests.alerts.payloads import raw
+from tests.data import SLACK_DIR
 from tests.fakes.slack_api import FakeSlack, running_fake_slack_in_thread
 from tests.fakes.slack_state import ALICE, BOB, BOT_TOKEN
 from tests.waiting import wait_for
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"  # Slack's published test secret
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "slack"
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -36,7 +36,7 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def test_signing_code_matches_slacks_test_vector() -> None:
-    body = (SHARED / "signing_vector_body.txt").read_bytes().rstrip(b"\n")
+    body = (SLACK_DIR / "signing_vector_body.txt").read_bytes().rstrip(b"\n")
     assert sign(SECRET, "1531420618", body) == (
         "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
     )

@@ -4,7 +4,7 @@ The manifest is what an operator pastes into Slack to create the app, so a liste
 call added without it fails in production with ``missing_scope`` or silence. These tests read
 what ``handlers/slack/app.py`` registers with Bolt (by walking its syntax tree), which Web API
 methods ``handlers/`` calls (``call("<method>"`` strings), and the bot scopes Slack lists for
-each method in the shared ``methods.txt``; the manifest must grant every scope those need and
+each method in the vendored ``methods.txt``; the manifest must grant every scope those need and
 no scope nothing needs.
 """
 
@@ -26,7 +26,7 @@ from starlette.routing import Route
 from bot import commands
 from bot.settings import Settings
 from handlers.app import create_app, slack_events
-from tests.fakes.slack_spec import shared_slack_dir
+from tests.fakes import slack_spec
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "slack-app-manifest.yml"
@@ -165,12 +165,12 @@ def called_methods() -> dict[str, str]:
 
 @cache
 def methods_txt() -> dict[str, tuple[str, ...]]:
-    """Bot scopes per method, from the shared methods.txt; a missing file fails the run."""
-    path = shared_slack_dir() / "methods.txt"
+    """Bot scopes per method, from the vendored methods.txt; a missing file fails the run."""
+    path = slack_spec.slack_data_dir() / "methods.txt"
     if not path.is_file():
         pytest.fail(
             f"{path} is missing: the scope checks need Slack's method list "
-            "(set WARROOM_SHARED to the folder holding slack/methods.txt)"
+            "(vendored in tests/data/slack)"
         )
     scopes: dict[str, tuple[str, ...]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -255,14 +255,11 @@ def test_no_web_api_call_bypasses_the_scan() -> None:
     assert not helpers, f"call Web API methods by name through SlackChat.call: {helpers}"
 
 
-def test_methods_txt_is_read_from_the_environment_folder(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    (tmp_path / "slack").mkdir()
-    (tmp_path / "slack" / "methods.txt").write_text(
+def test_a_short_methods_txt_fails(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "methods.txt").write_text(
         "## pins.add | Tier 2: 20+ per minute | bot scopes: ['pins:write']\n", encoding="utf-8"
     )
-    monkeypatch.setenv("WARROOM_SHARED", str(tmp_path))
+    monkeypatch.setattr(slack_spec, "slack_data_dir", lambda: tmp_path)
     methods_txt.cache_clear()
     try:
         with pytest.raises(AssertionError, match="read only 1 methods"):
@@ -274,7 +271,7 @@ def test_methods_txt_is_read_from_the_environment_folder(
 def test_a_missing_methods_txt_fails_rather_than_skips(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("WARROOM_SHARED", str(tmp_path))
+    monkeypatch.setattr(slack_spec, "slack_data_dir", lambda: tmp_path)
     methods_txt.cache_clear()
     try:
         with pytest.raises(pytest.fail.Exception, match=r"methods\.txt is missing"):
