@@ -47,7 +47,7 @@ STAGES = ("answer", "channel", "card", "first_diagnostic", "context")
 
 
 def am_body(n: int) -> bytes:
-    """A firing Alertmanager 0.27 webhook (shape of the vendored tests/data/payloads capture), group n."""
+    """A firing Alertmanager 0.27 webhook (shaped like the vendored capture), group n."""
     labels = {
         "alertname": ALERTNAME,
         "instance": f"pg-{n}:5432",

@@ -30,15 +30,15 @@ import psycopg
 from psycopg import sql
 
 from bot.clock import FixedClock
-from bot.db import Database
-from bot.incidents import Change, Incidents
-from bot.migrate import upgrade
-from bot.models import Alert
-from bot.notify import Notifier
+from bot.delivery.notify import Notifier
+from bot.delivery.updates import Updates
+from bot.incidents.lifecycle import Change, Incidents
+from bot.incidents.severity import P1_P4
 from bot.postmortem import build_postmortem, render_markdown
-from bot.severity import P1_P4
+from bot.store.db import Database
+from bot.store.migrate import upgrade
+from bot.store.models import Alert
 from bot.templating import Templates
-from bot.updates import Updates
 
 RESULTS = Path(__file__).resolve().parent / "results" / "postmortem.json"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

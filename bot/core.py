@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.cache import SharedCache
-from bot.chat import Chat
-from bot.classify import Classifier
 from bot.clock import Clock, SystemClock
-from bot.db import Database
-from bot.delivery import DeliveryWorker
-from bot.incidents import Incidents
-from bot.intake import Intake, IntakePolicy
-from bot.notify import Notifier
+from bot.config.settings import Settings
+from bot.delivery.notify import Notifier
+from bot.delivery.transcript import TranscriptChat
+from bot.delivery.updates import Updates
+from bot.delivery.worker import DeliveryWorker
+from bot.incidents.lifecycle import Incidents
+from bot.intake.classify import Classifier
+from bot.intake.fold import Intake, IntakePolicy
+from bot.ports.chat import Chat
 from bot.runbooks import Runbooks
-from bot.settings import Settings
+from bot.store.cache import SharedCache
+from bot.store.db import Database
 from bot.templating import Templates
-from bot.transcript import TranscriptChat
-from bot.updates import Updates
 
 
 @dataclass

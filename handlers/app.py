@@ -18,13 +18,13 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 import bot
-from bot.chat import Chat
 from bot.clock import Clock
+from bot.config.settings import Settings, mask_url
 from bot.core import Core
+from bot.delivery.updates import schedule_reminders
 from bot.errors import ConfigError, ConfigProblem, StorageUnavailable
-from bot.migrate import upgrade
-from bot.settings import Settings, mask_url
-from bot.updates import schedule_reminders
+from bot.ports.chat import Chat
+from bot.store.migrate import upgrade
 from handlers import web
 from handlers.slack.app import build_bolt
 from handlers.slack.chat import SlackChat, slack_chat

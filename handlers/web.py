@@ -23,11 +23,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from bot.core import Core
+from bot.delivery.transcript import transcript_of
 from bot.drafts import postmortem_markdown
 from bot.errors import IncidentNotFound, UserError
-from bot.models import Alert, Incident
-from bot.reports import report
-from bot.transcript import transcript_of
+from bot.incidents.reports import report
+from bot.store.models import Alert, Incident
 
 COOKIE = "warroom_session"
 SESSION_S = 12 * 3600

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
-from bot.alerts.errors import PayloadError
-from bot.alerts.pagerduty import verify_signature as verify_pagerduty
-from bot.alerts.registry import get_parser
-from bot.alerts.signatures import GRAFANA_SIGNATURE_HEADER, verify_grafana
-from bot.cache import SharedCache
+from bot.config.settings import Settings, WebhookSettings
 from bot.errors import StorageUnavailable
-from bot.intake import Endpoint, Intake, delivery_key
-from bot.settings import Settings, WebhookSettings
+from bot.intake.alerts.errors import PayloadError
+from bot.intake.alerts.pagerduty import verify_signature as verify_pagerduty
+from bot.intake.alerts.registry import get_parser
+from bot.intake.alerts.signatures import GRAFANA_SIGNATURE_HEADER, verify_grafana
+from bot.intake.fold import Endpoint, Intake, delivery_key
+from bot.store.cache import SharedCache
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ import pytest
 from psycopg import sql
 
 from bot.clock import FixedClock
-from bot.db import Database
-from bot.incidents import Incidents
-from bot.migrate import upgrade
-from bot.severity import P1_P4
+from bot.incidents.lifecycle import Incidents
+from bot.incidents.severity import P1_P4
+from bot.store.db import Database
+from bot.store.migrate import upgrade
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get(

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bot.settings import Settings
+from bot.config.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -85,7 +85,7 @@ def test_dockerfile_passes_hadolint() -> None:
 
 
 def test_shipped_rules_are_the_documented_ones() -> None:
-    from bot.classify import DEFAULT_RULES
+    from bot.intake.classify import DEFAULT_RULES
 
     section = README.split("The shipped rules, from the runbooks:", 1)[1].split("\n\n", 2)[1]
     documented = re.findall(r"^\| `([a-z0-9.-]+)` \|", section, flags=re.MULTILINE)
@@ -93,7 +93,7 @@ def test_shipped_rules_are_the_documented_ones() -> None:
 
 
 def test_every_alert_source_is_documented() -> None:
-    from bot.alerts.registry import PARSERS
+    from bot.intake.alerts.registry import PARSERS
 
     section = README.split("### Webhooks", 1)[1].split("```", 1)[0]
     for source in PARSERS:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from bench._drill import audit
 from bot.clock import FixedClock
-from bot.db import Database
-from bot.incidents import Incidents
-from bot.outbox import enqueue
+from bot.delivery.outbox import enqueue
+from bot.incidents.lifecycle import Incidents
+from bot.store.db import Database
 from tests.fakes.slack_api import FakeSlack, create_fake_slack
 from tests.fakes.slack_state import BOT_USER_ID, Channel
 

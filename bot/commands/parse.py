@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, TypeAlias
 
 from bot.errors import InvalidInput, UserError
-from bot.models import Status
+from bot.store.models import Status
 
 TIMELINE_DEFAULT = 20
 TIMELINE_MAX = 200

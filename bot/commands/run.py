@@ -1,6 +1,6 @@
 """Run a parsed ``/incident`` command against the core and say what to answer.
 
-The Slack listener parses (``bot.commands.parse``), calls :func:`Dispatcher.run`,
+The Slack listener parses (``bot.commands.parse.parse``), calls :func:`Dispatcher.run`,
 then renders the :class:`Outcome`: an ephemeral text, a public note, or a form
 (the update or resolve modal) to open. No Slack here.
 """
@@ -11,13 +11,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from bot import commands as c
+from bot.commands import parse as c
 from bot.core import Core
 from bot.errors import InvalidInput, UserError
-from bot.models import Incident, TimelineEvent
 from bot.runbooks import Runbook
 from bot.runbooks.engine import Pending
 from bot.runbooks.results import StepResult
+from bot.store.models import Incident, TimelineEvent
 
 Form = Literal["update", "resolve"]
 

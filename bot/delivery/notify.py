@@ -15,11 +15,11 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.incidents import EventKind
-from bot.models import Incident, TimelineEvent
-from bot.outbox import enqueue
-from bot.settings import RoutingRule
-from bot.severity import SeverityScheme
+from bot.config.settings import RoutingRule
+from bot.delivery.outbox import enqueue
+from bot.incidents.lifecycle import EventKind
+from bot.incidents.severity import SeverityScheme
+from bot.store.models import Incident, TimelineEvent
 from bot.templating import Templates
 
 BROADCAST = "broadcast"
@@ -46,7 +46,7 @@ _TOPIC_KINDS = {
 
 
 class Notifier:
-    """A :data:`~bot.incidents.ChangeListener` that writes the outbox rows for each change."""
+    """A :data:`~bot.incidents.lifecycle.ChangeListener` writing the outbox rows of each change."""
 
     def __init__(
         self,

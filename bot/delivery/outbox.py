@@ -19,8 +19,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from bot.db import Database
-from bot.models import OutboxRow, UTCDateTime
+from bot.store.db import Database
+from bot.store.models import OutboxRow, UTCDateTime
 
 PENDING = "pending"
 DONE = "done"

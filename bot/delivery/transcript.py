@@ -1,4 +1,4 @@
-"""Local mode: a :class:`~bot.chat.Chat` that keeps what would be posted as a transcript.
+"""Local mode: a :class:`~bot.ports.chat.Chat` that keeps what would be posted as a transcript.
 
 With no Slack credentials the whole delivery pipeline still runs; every channel,
 message, pin and topic lands in the ``transcript`` table, and ``warroom incident
@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 from sqlmodel import col, select
 
-from bot.chat import ChannelRef, Message
 from bot.clock import Clock
-from bot.db import Database
-from bot.models import Incident, TranscriptEntry
+from bot.ports.chat import ChannelRef, Message
+from bot.store.db import Database
+from bot.store.models import Incident, TranscriptEntry
 
 _counter = itertools.count(1)
 

@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 from sqlmodel import col, func, select
 
 from bot.clock import Clock
-from bot.db import Database
-from bot.incidents import Change, Incidents
-from bot.models import Incident, Status, TimelineEvent
-from bot.outbox import enqueue
+from bot.delivery.outbox import enqueue
+from bot.incidents.lifecycle import Change, Incidents
+from bot.store.db import Database
+from bot.store.models import Incident, Status, TimelineEvent
 from bot.templating import Templates
 
 UPDATE = "update"

@@ -19,17 +19,17 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from bot.cards import CardView, load_card
-from bot.channels import channel_name, with_suffix
-from bot.chat import Chat, ChatError, Message, RateLimited, Rejected, Transient
 from bot.clock import Clock
-from bot.db import Database
+from bot.delivery.outbox import claim, renew, settle
 from bot.errors import StorageUnavailable
-from bot.incidents import Change, Incidents
-from bot.models import Alert, Incident, OutboxRow
-from bot.outbox import claim, renew, settle
+from bot.incidents.card import CardView, load_card
+from bot.incidents.channel import channel_name, with_suffix
+from bot.incidents.lifecycle import Change, Incidents
+from bot.ports.chat import Chat, ChatError, Message, RateLimited, Rejected, Transient
 from bot.runbooks import Runbooks
 from bot.runbooks import text as runbook_text
+from bot.store.db import Database
+from bot.store.models import Alert, Incident, OutboxRow
 
 log = logging.getLogger(__name__)
 

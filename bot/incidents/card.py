@@ -17,8 +17,8 @@ from sqlalchemy.orm import defer
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.models import Alert, Incident
-from bot.severity import SeverityScheme
+from bot.incidents.severity import SeverityScheme
+from bot.store.models import Alert, Incident
 
 MAX_ALERTS_SHOWN = 5
 #: The alerts a card reads for its lines and links: firing first, newest first.

@@ -10,7 +10,7 @@ import re
 import string
 import unicodedata
 
-from bot.models import Incident
+from bot.store.models import Incident
 
 MAX_LENGTH = 80
 FIELDS = ("key", "number", "date", "slug", "severity", "service")

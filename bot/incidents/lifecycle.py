@@ -29,10 +29,10 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import Clock
-from bot.db import Database
 from bot.errors import IllegalTransition, IncidentNotFound, InvalidInput, InvalidRole, UserError
-from bot.models import Counter, FollowUp, Incident, SeveritySource, Status, TimelineEvent
-from bot.severity import SeverityScheme
+from bot.incidents.severity import SeverityScheme
+from bot.store.db import Database
+from bot.store.models import Counter, FollowUp, Incident, SeveritySource, Status, TimelineEvent
 
 log = logging.getLogger(__name__)
 

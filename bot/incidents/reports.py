@@ -8,9 +8,9 @@ from statistics import median
 
 from sqlmodel import col, select
 
-from bot.db import Database
-from bot.models import Incident
-from bot.severity import SeverityScheme
+from bot.incidents.severity import SeverityScheme
+from bot.store.db import Database
+from bot.store.models import Incident
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,9 +25,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.alerts.model import NormalizedAlert
 from bot.errors import InvalidSeverity
-from bot.severity import SeverityLevel, SeverityScheme
+from bot.incidents.severity import SeverityLevel, SeverityScheme
+from bot.intake.alerts.model import NormalizedAlert
 
 Op = Literal["equals", "regex", "in", "gt", "gte", "lt", "lte", "exists"]
 OPS: tuple[Op, ...] = ("equals", "regex", "in", "gt", "gte", "lt", "lte", "exists")

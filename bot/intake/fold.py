@@ -32,13 +32,13 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.alerts.model import AlertStatus, Delivery, NormalizedAlert
-from bot.classify import Classification, Classifier
 from bot.clock import Clock
-from bot.db import Database, insert_ignore, insert_or_lock
 from bot.errors import IncidentNotFound
-from bot.incidents import Change, Incidents
-from bot.models import Alert, AlertGroup, Incident, SeveritySource, Status, WebhookDelivery
+from bot.incidents.lifecycle import Change, Incidents
+from bot.intake.alerts.model import AlertStatus, Delivery, NormalizedAlert
+from bot.intake.classify import Classification, Classifier
+from bot.store.db import Database, insert_ignore, insert_or_lock
+from bot.store.models import Alert, AlertGroup, Incident, SeveritySource, Status, WebhookDelivery
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.cards import CardView
+from bot.incidents.card import CardView
 
 
 class ChatError(Exception):

@@ -22,10 +22,9 @@ from sqlalchemy.orm import Mapped
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.db import Database
 from bot.errors import IncidentNotFound
-from bot.incidents import EventKind, Incidents
-from bot.models import Alert, FollowUp, Incident, OutboxRow, TimelineEvent, TranscriptEntry
+from bot.incidents.lifecycle import EventKind, Incidents
+from bot.incidents.severity import SeverityScheme
 from bot.postmortem.facts import REVIEW_WITHIN, Facts, known_level
 from bot.postmortem.model import (
     ActionItem,
@@ -41,7 +40,8 @@ from bot.postmortem.model import (
     Times,
 )
 from bot.postmortem.record import STEP_KINDS, ByKind, Event
-from bot.severity import SeverityScheme
+from bot.store.db import Database
+from bot.store.models import Alert, FollowUp, Incident, OutboxRow, TimelineEvent, TranscriptEntry
 
 #: Past this many entries the timeline keeps its key events and elides the rest.
 TIMELINE_LIMIT = 500

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from bot.errors import InvalidSeverity
-from bot.incidents import EventKind
-from bot.models import Incident
+from bot.incidents.lifecycle import EventKind
+from bot.incidents.severity import SeverityLevel, SeverityScheme
 from bot.postmortem.markdown import format_duration
 from bot.postmortem.model import (
     ActionItem,
@@ -27,7 +27,7 @@ from bot.postmortem.model import (
     Times,
 )
 from bot.postmortem.record import STEP_KINDS, ByKind
-from bot.severity import SeverityLevel, SeverityScheme
+from bot.store.models import Incident
 
 #: The runbook's expectation (``Post-Mortem (Within 48 hours)``).
 REVIEW_WITHIN = timedelta(hours=48)

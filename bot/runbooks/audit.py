@@ -14,10 +14,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.incidents import Change
-from bot.models import StepRun
+from bot.incidents.lifecycle import Change
 from bot.runbooks.model import Step
 from bot.runbooks.results import StepResult
+from bot.store.models import StepRun
 
 TEXT_MAX = 3000
 

@@ -28,10 +28,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import Clock
-from bot.db import Database
 from bot.errors import UserError
-from bot.incidents import Change, Incidents
-from bot.models import Alert, Incident, StepRun
+from bot.incidents.lifecycle import Change, Incidents
 from bot.runbooks import audit
 from bot.runbooks.errors import (
     ApprovalRequired,
@@ -56,6 +54,8 @@ from bot.runbooks.model import (
 from bot.runbooks.params import ParamValue, coerce_all, format_duration
 from bot.runbooks.results import StepResult, stored_result
 from bot.runbooks.settings import RunbookSettings
+from bot.store.db import Database
+from bot.store.models import Alert, Incident, StepRun
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,13 +15,13 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from bot.models import Incident
 from bot.runbooks.kinds import StepCall, StepFailed, StepKind
 from bot.runbooks.model import Step
 from bot.runbooks.params import Param, ParamValue
 from bot.runbooks.redact import Redactor
 from bot.runbooks.results import StepResult, build
 from bot.runbooks.settings import RunbookSettings
+from bot.store.models import Incident
 
 log = logging.getLogger(__name__)
 

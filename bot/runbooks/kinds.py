@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -33,8 +33,16 @@ from bot.runbooks.grading import Verdict
 from bot.runbooks.params import Param, ParamValue
 from bot.runbooks.targets import Target, TargetType
 
-if TYPE_CHECKING:
-    from bot.runbooks.model import Step
+
+class StepInfo(Protocol):
+    """What a kind may read of the step it runs (a :class:`bot.runbooks.model.Step` is one)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def params(self) -> Mapping[str, Param]: ...
+
 
 #: How long a text cell may be in stored and shown output.
 CELL_MAX = 1000
@@ -68,7 +76,7 @@ class StepCall:
     """One execution of a step, with everything resolved and every parameter checked."""
 
     runbook: str
-    step: Step
+    step: StepInfo
     spec: Any
     target_name: str
     target: Target

@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.models import StepRun
 from bot.runbooks.grading import Grade, grade
 from bot.runbooks.kinds import Outcome
 from bot.runbooks.model import Step
 from bot.runbooks.redact import Redactor
+from bot.store.models import StepRun
 
 TIMELINE_ROWS = 10
 

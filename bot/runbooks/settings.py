@@ -1,4 +1,4 @@
-"""The ``runbooks:`` section of the settings, ready for ``bot.settings.Settings`` to embed.
+"""The ``runbooks:`` section of the settings, ready for ``bot.config.settings.Settings`` to embed.
 
 ::
 

@@ -11,8 +11,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from bot.db import sync_url
 from bot.errors import StorageUnavailable
+from bot.store.db import sync_url
 
 log = logging.getLogger(__name__)
 _SCRIPTS = Path(__file__).resolve().parent / "migrations"

@@ -20,17 +20,17 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import commands
-from bot.cards import CardView, load_card
-from bot.chat import ChatError
+from bot.commands import parse as commands
+from bot.commands.run import Dispatcher, Outcome
 from bot.core import Core
-from bot.db import insert_ignore
-from bot.dispatch import Dispatcher, Outcome
 from bot.drafts import postmortem_markdown
 from bot.errors import StorageUnavailable, UserError
-from bot.incidents import Change
-from bot.models import WebhookDelivery
+from bot.incidents.card import CardView, load_card
+from bot.incidents.lifecycle import Change
+from bot.ports.chat import ChatError
 from bot.runbooks import text as runbook_text
+from bot.store.db import insert_ignore
+from bot.store.models import WebhookDelivery
 from handlers.slack import blocks
 from handlers.slack.chat import SlackChat
 

@@ -18,8 +18,8 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.chat import ChannelRef, Message, RateLimited, Rejected, Transient
 from bot.core import Core
+from bot.ports.chat import ChannelRef, Message, RateLimited, Rejected, Transient
 from handlers.slack import blocks
 from handlers.slack.limits import RateGate
 

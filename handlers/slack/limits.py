@@ -13,7 +13,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from bot.cache import SharedCache
+from bot.store.cache import SharedCache
 
 TIER_PER_MINUTE = {1: 1, 2: 20, 3: 50, 4: 100}
 METHOD_TIERS = {

@@ -199,9 +199,6 @@ def test_unreachable_database_exits_3(tmp_path: Path, monkeypatch) -> None:
     assert "the database is unavailable" in result.output
 
 
-
-
-
 def test_replay_dry_run_explains_and_writes_nothing(run) -> None:
     body = str(PAYLOADS_DIR / "alertmanager" / "firing_capture_am0.27.0.wire.json")
     dry = run("replay", body, "--source", "alertmanager", "--dry-run")

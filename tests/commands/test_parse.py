@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.commands import (
+from bot.commands.parse import (
     HELP,
     TOP_USAGE,
     USAGE,
@@ -36,8 +36,8 @@ from bot.commands import (
     parse_mention,
 )
 from bot.errors import InvalidInput, UserError
-from bot.models import Status
-from bot.severity import P1_P4
+from bot.incidents.severity import P1_P4
+from bot.store.models import Status
 
 K = "INC-0042"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.config.settings import load_settings, mask_url, parse_duration
 from bot.errors import ConfigError
-from bot.settings import load_settings, mask_url, parse_duration
 
 
 @pytest.fixture(autouse=True)

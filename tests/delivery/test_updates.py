@@ -8,11 +8,11 @@ import pytest
 from sqlmodel import col, select
 
 from bot.clock import FixedClock
+from bot.config.settings import load_settings
 from bot.core import Core
-from bot.models import OutboxRow
-from bot.settings import load_settings
-from bot.transcript import transcript_of
-from bot.updates import schedule_reminders
+from bot.delivery.transcript import transcript_of
+from bot.delivery.updates import schedule_reminders
+from bot.store.models import OutboxRow
 
 
 @pytest.fixture

@@ -10,19 +10,19 @@ from datetime import timedelta
 import pytest
 from sqlmodel import col, select
 
-from bot.chat import ChannelRef, Message, RateLimited, Rejected, Transient
 from bot.clock import FixedClock
+from bot.config.settings import load_settings
 from bot.core import Core
-from bot.db import Database
-from bot.delivery import DeliveryWorker
-from bot.incidents import Incidents
-from bot.models import OutboxRow
-from bot.notify import Notifier
-from bot.outbox import enqueue
-from bot.settings import load_settings
-from bot.severity import P1_P4
+from bot.delivery.notify import Notifier
+from bot.delivery.outbox import enqueue
+from bot.delivery.transcript import transcript_of
+from bot.delivery.worker import DeliveryWorker
+from bot.incidents.lifecycle import Incidents
+from bot.incidents.severity import P1_P4
+from bot.ports.chat import ChannelRef, Message, RateLimited, Rejected, Transient
+from bot.store.db import Database
+from bot.store.models import OutboxRow
 from bot.templating import Templates
-from bot.transcript import transcript_of
 
 
 class ScriptedChat:
@@ -243,7 +243,7 @@ async def test_transient_failures_give_up_after_max_attempts(
 async def test_a_crashed_worker_lease_expires_and_the_row_is_sent_once(
     db: Database, clock: FixedClock
 ) -> None:
-    from bot.outbox import claim
+    from bot.delivery.outbox import claim
 
     await seed(db, clock, lanes=1, per_lane=2)
     (claimed,) = await claim(db, worker="dead", now=clock.now(), lease=timedelta(seconds=60))
@@ -294,7 +294,7 @@ async def test_a_slow_row_holds_up_only_its_own_lane(db: Database, clock: FixedC
 
 
 async def test_two_workers_never_send_the_same_row(pg_migrated: str, clock: FixedClock) -> None:
-    from .conftest import _empty_pg
+    from tests.conftest import _empty_pg
 
     _empty_pg(pg_migrated)
     first_db, second_db = Database(pg_migrated), Database(pg_migrated)
@@ -340,9 +340,9 @@ async def test_local_mode_keeps_a_transcript(
 async def test_resolved_alerts_are_summarised_in_the_card_thread_once_a_minute(
     db: Database, clock: FixedClock
 ) -> None:
-    from bot.alerts.model import AlertStatus, Delivery, NormalizedAlert
-    from bot.classify import DEFAULT_RULES, Classifier
-    from bot.intake import Endpoint, Intake
+    from bot.intake.alerts.model import AlertStatus, Delivery, NormalizedAlert
+    from bot.intake.classify import DEFAULT_RULES, Classifier
+    from bot.intake.fold import Endpoint, Intake
 
     incidents = Incidents(
         db, clock=clock, scheme=P1_P4, listeners=[Notifier(templates=Templates(), scheme=P1_P4)]
@@ -418,7 +418,7 @@ async def test_a_row_waiting_longer_than_its_lease_is_not_taken_again(db: Databa
 
 
 async def claim_for(other: DeliveryWorker, lease: timedelta) -> list[OutboxRow]:
-    from bot.outbox import claim
+    from bot.delivery.outbox import claim
 
     return await claim(other.db, worker=other.worker_id, now=other.clock.now(), lease=lease)
 

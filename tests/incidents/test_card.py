@@ -6,11 +6,11 @@ from datetime import timedelta
 
 from sqlmodel import select
 
-from bot.cards import ALERTS_READ, build_card, load_card
 from bot.clock import FixedClock
-from bot.db import Database
-from bot.incidents import Incidents
-from bot.models import Alert
+from bot.incidents.card import ALERTS_READ, build_card, load_card
+from bot.incidents.lifecycle import Incidents
+from bot.store.db import Database
+from bot.store.models import Alert
 
 
 async def test_a_large_incident_card_counts_everything_and_reads_only_the_newest(

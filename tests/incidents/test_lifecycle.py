@@ -11,7 +11,6 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import FixedClock
-from bot.db import Database
 from bot.errors import (
     IllegalTransition,
     IncidentNotFound,
@@ -20,11 +19,11 @@ from bot.errors import (
     InvalidSeverity,
     UserError,
 )
-from bot.incidents import Incidents
-from bot.models import Incident, SeveritySource, TimelineEvent
-from bot.severity import P0_P3, P1_P4
-
-from .conftest import T0
+from bot.incidents.lifecycle import Incidents
+from bot.incidents.severity import P0_P3, P1_P4
+from bot.store.db import Database
+from bot.store.models import Incident, SeveritySource, TimelineEvent
+from tests.conftest import T0
 
 
 async def count_events(db: Database) -> int:

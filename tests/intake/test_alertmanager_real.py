@@ -14,10 +14,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from bot.db import sync_url
-
-from .conftest import LiveServer, service_missing
-from .waiting import wait_for
+from bot.store.db import sync_url
+from tests.conftest import LiveServer, service_missing
+from tests.waiting import wait_for
 
 TOKEN = "am-shared-token"
 

@@ -8,16 +8,15 @@ from datetime import timedelta
 import pytest
 from sqlmodel import col, func, select
 
-from bot.alerts.model import AlertStatus, Delivery, NormalizedAlert
-from bot.classify import DEFAULT_RULES, Classifier
 from bot.clock import FixedClock
-from bot.db import Database
-from bot.incidents import Incidents
-from bot.intake import Endpoint, Intake, IntakePolicy
-from bot.models import Alert, Incident, SeveritySource, TimelineEvent
-from bot.severity import P1_P4
-
-from .conftest import T0
+from bot.incidents.lifecycle import Incidents
+from bot.incidents.severity import P1_P4
+from bot.intake.alerts.model import AlertStatus, Delivery, NormalizedAlert
+from bot.intake.classify import DEFAULT_RULES, Classifier
+from bot.intake.fold import Endpoint, Intake, IntakePolicy
+from bot.store.db import Database
+from bot.store.models import Alert, Incident, SeveritySource, TimelineEvent
+from tests.conftest import T0
 
 AM = Endpoint(name="alertmanager", source="alertmanager")
 EVENTS = Endpoint(name="events", source="events", group_by=("alertname",))

@@ -8,9 +8,8 @@ from datetime import UTC, datetime
 import httpx
 import sqlalchemy as sa
 
-from bot.db import sync_url
-
-from .conftest import LiveServer
+from bot.store.db import sync_url
+from tests.conftest import LiveServer
 
 GROUPS = 20
 PER_GROUP = 100

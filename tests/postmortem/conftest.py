@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.clock import FixedClock
+from bot.config.settings import load_settings
 from bot.core import Core
-from bot.settings import load_settings
 from bot.templating import Templates
 
 ZONE = "Europe/Paris"

@@ -27,12 +27,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from bot.alerts.model import AlertStatus, Delivery, NormalizedAlert
 from bot.clock import FixedClock
 from bot.core import Core
-from bot.incidents import Change
-from bot.intake import Endpoint
-from bot.models import FollowUp
+from bot.incidents.lifecycle import Change
+from bot.intake.alerts.model import AlertStatus, Delivery, NormalizedAlert
+from bot.intake.fold import Endpoint
+from bot.store.models import FollowUp
 
 from ..conftest import T0
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.alerts.model import AlertStatus, Delivery, NormalizedAlert
 from bot.clock import FixedClock
 from bot.core import Core
-from bot.incidents import Change
-from bot.intake import Endpoint
+from bot.incidents.lifecycle import Change
+from bot.intake.alerts.model import AlertStatus, Delivery, NormalizedAlert
+from bot.intake.fold import Endpoint
 from bot.postmortem import (
     build_postmortem,
     md_escape,

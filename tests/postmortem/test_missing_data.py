@@ -9,7 +9,7 @@ import pytest
 from bot.clock import FixedClock
 from bot.core import Core
 from bot.errors import IncidentNotFound
-from bot.incidents import Change
+from bot.incidents.lifecycle import Change
 from bot.postmortem import EVIDENCE_LIMIT, PostMortem, build_postmortem, render_markdown
 from bot.templating import Templates
 

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from bot.models import Alert, Incident
 from bot.postmortem import detection_times, format_duration
+from bot.store.models import Alert, Incident
 
 from ..conftest import T0
 

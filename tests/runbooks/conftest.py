@@ -21,9 +21,7 @@ import psycopg
 import pytest
 import redis
 
-from bot.db import Database
-from bot.incidents import Incidents
-from bot.models import Incident
+from bot.incidents.lifecycle import Incidents
 from bot.runbooks import Runbooks, RunbookSettings, load_configured
 from bot.runbooks.targets import (
     HttpTarget,
@@ -32,6 +30,8 @@ from bot.runbooks.targets import (
     TargetsConfig,
     WebhookTarget,
 )
+from bot.store.db import Database
+from bot.store.models import Incident
 
 from ..conftest import REDIS_URL, create_pg_database, drop_pg_database, service_missing
 

@@ -11,12 +11,10 @@ import pytest
 from pydantic import BaseModel
 from sqlmodel import col, select
 
-from bot.alerts.model import AlertStatus, NormalizedAlert
 from bot.clock import FixedClock
-from bot.db import Database
 from bot.errors import IncidentNotFound, UserError
-from bot.incidents import Incidents
-from bot.models import Alert, Incident, StepRun, TimelineEvent
+from bot.incidents.lifecycle import Incidents
+from bot.intake.alerts.model import AlertStatus, NormalizedAlert
 from bot.runbooks import (
     KINDS,
     Outcome,
@@ -38,6 +36,8 @@ from bot.runbooks.errors import (
 from bot.runbooks.grading import Grade
 from bot.runbooks.kinds import Problem
 from bot.runbooks.targets import TargetType
+from bot.store.db import Database
+from bot.store.models import Alert, Incident, StepRun, TimelineEvent
 
 from .conftest import COMMANDER, SECOND, SQLITE_STORE, STRANGER, write_runbook
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.incidents import Incidents
-from bot.models import Incident
+from bot.incidents.lifecycle import Incidents
 from bot.runbooks import Runbooks, load_runbooks
 from bot.runbooks.errors import InvalidParameter
 from bot.runbooks.grading import Grade
+from bot.store.models import Incident
 
 from .conftest import COMMANDER, OPS_TOKEN, SQLITE_STORE, LocalService, write_runbook
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bot.incidents import Incidents
-from bot.models import Incident
+from bot.incidents.lifecycle import Incidents
 from bot.runbooks import KINDS, PostgresKind, Runbooks, RunbookSettings, load_runbooks
 from bot.runbooks.errors import InvalidParameter, NotAllowed
 from bot.runbooks.grading import Grade
@@ -20,6 +19,7 @@ from bot.runbooks.kinds import StepCall, StepFailed
 from bot.runbooks.params import coerce_all
 from bot.runbooks.redact import MASK
 from bot.runbooks.targets import PostgresTarget, TargetsConfig
+from bot.store.models import Incident
 
 from .conftest import COMMANDER, SQLITE_STORE, STRANGER, active_queries, write_runbook
 

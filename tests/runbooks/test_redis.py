@@ -10,11 +10,11 @@ import pytest
 import redis
 
 from bot.errors import ConfigError
-from bot.incidents import Incidents
-from bot.models import Incident
+from bot.incidents.lifecycle import Incidents
 from bot.runbooks import Runbooks, load_runbooks
 from bot.runbooks.errors import ApprovalRequired, NotAllowed, RunNotPending, SelfApproval
 from bot.runbooks.grading import Grade
+from bot.store.models import Incident
 
 from .conftest import COMMANDER, FLUSH_REDIS_URL, SECOND, SQLITE_STORE, STRANGER, write_runbook
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from bot.incidents.severity import PRESETS
 from bot.runbooks import builtin_dir, load_runbooks
-from bot.severity import PRESETS
 from tests.data import SEEDS_DIR
 
 _UNITS = {"min": 60, "minute": 60, "minutes": 60, "hour": 3600, "hours": 3600}
@@ -28,7 +28,13 @@ def _duration(text: str) -> timedelta:
 
 
 def test_all_five_seeds_are_vendored() -> None:
-    assert sorted(p.name[:3] for p in SEEDS_DIR.glob("*.txt")) == ["000", "001", "002", "003", "004"]
+    assert sorted(p.name[:3] for p in SEEDS_DIR.glob("*.txt")) == [
+        "000",
+        "001",
+        "002",
+        "003",
+        "004",
+    ]
 
 
 def test_the_p1_p4_preset_is_the_classification_table_of_the_first_seed() -> None:
@@ -58,6 +64,10 @@ def test_the_p0_p3_preset_is_the_severity_list_of_the_fourth_seed() -> None:
 def test_every_emergency_procedure_of_the_seeds_has_a_built_in_runbook() -> None:
     titles = {rb.title.lower() for rb in load_runbooks([builtin_dir()])}
     emergencies = re.findall(r"^### \S+ Critical: ([^(\n]+?)\s*(?:\(.*\))?$", _seed("000"), re.M)
-    assert emergencies == ["Database Connection Exhaustion", "High Error Rate", "Performance Degradation"]
+    assert emergencies == [
+        "Database Connection Exhaustion",
+        "High Error Rate",
+        "Performance Degradation",
+    ]
     for name in emergencies:
         assert any(name.lower() in title for title in titles), f"no built-in runbook for {name}"

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.cards import AlertLine, CardView
-from bot.commands import HELP, TOP_USAGE, USAGE, help_text
-from bot.models import Incident, TimelineEvent
-from bot.severity import P0_P3, P1_P4
+from bot.commands.parse import HELP, TOP_USAGE, USAGE, help_text
+from bot.incidents.card import AlertLine, CardView
+from bot.incidents.severity import P0_P3, P1_P4
+from bot.store.models import Incident, TimelineEvent
 from bot.templating import Templates
 from handlers.slack import blocks
 from handlers.slack.blocks import (

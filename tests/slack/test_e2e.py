@@ -12,19 +12,18 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from starlette.testclient import TestClient
 
-from bot.settings import load_settings
+from bot.config.settings import load_settings
 from handlers.app import create_app
-from tests.alerts.payloads import raw
 from tests.data import SLACK_DIR
 from tests.fakes.slack_api import FakeSlack, running_fake_slack_in_thread
 from tests.fakes.slack_state import ALICE, BOB, BOT_TOKEN
+from tests.intake.alerts.payloads import raw
 from tests.waiting import wait_for
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"  # Slack's published test secret

@@ -23,8 +23,8 @@ import pytest
 import yaml
 from starlette.routing import Route
 
-from bot import commands
-from bot.settings import Settings
+from bot.commands import parse as commands
+from bot.config.settings import Settings
 from handlers.app import create_app, slack_events
 from tests.fakes import slack_spec
 

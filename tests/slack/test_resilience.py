@@ -14,9 +14,9 @@ from sqlmodel import col, func, select
 from starlette.testclient import TestClient
 
 from bot.clock import FixedClock
+from bot.config.settings import load_settings
 from bot.core import Core
-from bot.models import OutboxRow
-from bot.settings import load_settings
+from bot.store.models import OutboxRow
 from handlers.app import create_app
 from handlers.slack.chat import SlackChat
 from handlers.slack.limits import RateGate

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
-from bot.settings import load_settings
+from bot.config.settings import load_settings
 from handlers.app import create_app
 from tests.fakes.slack_api import running_fake_slack_in_thread
 from tests.fakes.slack_state import ALICE, BOB, BOT_TOKEN

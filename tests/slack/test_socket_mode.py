@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from bot.config.settings import load_settings
 from bot.errors import ConfigError
-from bot.settings import load_settings
 from handlers.app import create_app
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack, running_fake_slack_in_thread
 from tests.fakes.slack_state import ALICE, TEAM_ID

@@ -8,9 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis
 
-from bot.cache import SharedCache
-
-from .conftest import REDIS_URL, service_missing
+from bot.store.cache import SharedCache
+from tests.conftest import REDIS_URL, service_missing
 
 
 @pytest.fixture

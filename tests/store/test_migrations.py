@@ -7,9 +7,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
-import bot.models  # noqa: F401
-from bot.db import sync_url
-from bot.migrate import current_revision, head_revision, upgrade
+import bot.store.models  # noqa: F401
+from bot.store.db import sync_url
+from bot.store.migrate import current_revision, head_revision, upgrade
 
 
 def test_schema_matches_models(database_url: str) -> None:

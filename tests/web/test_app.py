@@ -14,8 +14,8 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from bot.config.settings import load_settings
 from bot.core import Core
-from bot.settings import load_settings
 from handlers.app import Background, create_app
 
 WARROOM = Path(sys.executable).with_name("warroom")

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
+from bot.config.settings import load_settings
 from bot.core import Core
-from bot.settings import load_settings
 from handlers.app import create_app
 
 TOKEN = "manager-token-123"

@@ -12,10 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from bot.settings import load_settings
+from bot.config.settings import load_settings
 from handlers.app import create_app
-
-from .alerts.payloads import KNOWN_BODIES, load, source_of
+from tests.intake.alerts.payloads import KNOWN_BODIES, load, source_of
 
 ENDPOINTS = ["alertmanager", "grafana", "pagerduty", "datadog", "events"]
 

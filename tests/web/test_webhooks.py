@@ -17,12 +17,11 @@ from psycopg import sql
 from sqlmodel import Session, col, create_engine, func, select
 from starlette.testclient import TestClient
 
-from bot.db import sync_url
-from bot.models import Alert, Incident, TimelineEvent, WebhookDelivery
-from bot.settings import load_settings
+from bot.config.settings import load_settings
+from bot.store.db import sync_url
+from bot.store.models import Alert, Incident, TimelineEvent, WebhookDelivery
 from handlers.app import create_app
-
-from .alerts.payloads import load, raw
+from tests.intake.alerts.payloads import load, raw
 
 JSON = {"content-type": "application/json"}
 
@@ -288,10 +287,10 @@ def test_sqlite_locked_gives_503_then_the_retry_counts_once(
 def test_postgres_refusing_connections_gives_503_then_recovers(
     pg_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from .conftest import create_pg_database, drop_pg_database
+    from tests.conftest import create_pg_database, drop_pg_database
 
     name, url = create_pg_database(pg_server)
-    from bot.migrate import upgrade
+    from bot.store.migrate import upgrade
 
     upgrade(url)
     body = raw("alertmanager/firing_capture_am0.27.0.wire.json")

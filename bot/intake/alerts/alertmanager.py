@@ -16,7 +16,7 @@ alert is Go's zero time, read as ``None``.  The receiver name arrives in
 ``external_url`` (plus ``notification_reason`` from 0.32 on).
 
 Grafana's unified alerting sends the same shape with more fields; its parser
-(``bot.alerts.grafana``) reuses :func:`parse_group` and :func:`read_alert`.
+(``bot.intake.alerts.grafana``) reuses :func:`parse_group` and :func:`read_alert`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.alerts.errors import (
+from bot.intake.alerts.errors import (
     ROOT,
     PayloadError,
     child,
@@ -38,8 +38,8 @@ from bot.alerts.errors import (
     show,
     str_map,
 )
-from bot.alerts.fingerprint import label_fingerprint, parse_time
-from bot.alerts.model import AlertStatus, Delivery, NormalizedAlert
+from bot.intake.alerts.fingerprint import label_fingerprint, parse_time
+from bot.intake.alerts.model import AlertStatus, Delivery, NormalizedAlert
 
 SOURCE = "alertmanager"
 WEBHOOK_VERSION = "4"

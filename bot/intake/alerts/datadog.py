@@ -32,9 +32,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.alerts.errors import ROOT, PayloadError, child, expect_object, scalar_text
-from bot.alerts.fingerprint import label_fingerprint, parse_time
-from bot.alerts.model import AlertStatus, Delivery, NormalizedAlert
+from bot.intake.alerts.errors import ROOT, PayloadError, child, expect_object, scalar_text
+from bot.intake.alerts.fingerprint import label_fingerprint, parse_time
+from bot.intake.alerts.model import AlertStatus, Delivery, NormalizedAlert
 
 SOURCE = "datadog"
 

@@ -1,6 +1,6 @@
 """The one error a parser raises for a body it cannot read, and the readers that raise it.
 
-Every parser in ``bot.alerts`` turns *any* JSON value into a ``Delivery`` or raises
+Every parser in ``bot.intake.alerts`` turns *any* JSON value into a ``Delivery`` or raises
 :class:`PayloadError` naming where in the body the problem is, as a dotted path
 (``alerts[0].startsAt``, ``event.data.id``; ``$`` is the whole body).  The small
 typed readers below are what the parsers use to walk a body, so that a wrong

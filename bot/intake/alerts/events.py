@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.alerts.errors import (
+from bot.intake.alerts.errors import (
     ROOT,
     PayloadError,
     child,
@@ -35,8 +35,8 @@ from bot.alerts.errors import (
     show,
     to_json_text,
 )
-from bot.alerts.fingerprint import label_fingerprint, parse_time
-from bot.alerts.model import AlertStatus, Delivery, NormalizedAlert
+from bot.intake.alerts.fingerprint import label_fingerprint, parse_time
+from bot.intake.alerts.model import AlertStatus, Delivery, NormalizedAlert
 
 SOURCE = "events"
 ACTIONS = ("trigger", "acknowledge", "resolve")

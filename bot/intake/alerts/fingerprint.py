@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from bot.alerts.errors import PayloadError, json_type, show
+from bot.intake.alerts.errors import PayloadError, json_type, show
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)

@@ -1,6 +1,6 @@
 """Grafana unified alerting webhook bodies (``version: "1"``).
 
-Alertmanager's group shape (see ``bot.alerts.alertmanager``) plus, on the body,
+Alertmanager's group shape (see ``bot.intake.alerts.alertmanager``) plus, on the body,
 ``orgId``, ``title``, ``state`` (``alerting``/``ok``), ``message``, and on each
 alert ``values`` (name → number, or ``null``), ``valueString``,
 ``dashboardURL``, ``panelURL``, ``silenceURL``, ``imageURL`` and ``orgId``.
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.alerts.alertmanager import AlertDraft, parse_group, read_alert
-from bot.alerts.errors import (
+from bot.intake.alerts.alertmanager import AlertDraft, parse_group, read_alert
+from bot.intake.alerts.errors import (
     ROOT,
     PayloadError,
     child,
@@ -27,7 +27,7 @@ from bot.alerts.errors import (
     opt_str,
     wrong_type,
 )
-from bot.alerts.model import Delivery
+from bot.intake.alerts.model import Delivery
 
 SOURCE = "grafana"
 WEBHOOK_VERSION = "1"

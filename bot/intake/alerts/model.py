@@ -1,6 +1,6 @@
 """The one alert shape every sender's payload is normalised into.
 
-A parser (``bot.alerts.<source>.parse``) turns the raw body of one webhook
+A parser (``bot.intake.alerts.<source>.parse``) turns the raw body of one webhook
 delivery into a :class:`Delivery`: zero or more :class:`NormalizedAlert` plus
 what the delivery says about itself (its group, whether alerts were cut off,
 whether it is only a ping).  Intake decides what the alerts mean for
@@ -25,7 +25,7 @@ class NormalizedAlert:
     """One alert as every source describes it.
 
     ``fingerprint`` is the sender's own identity of the alert when it has one,
-    else a stable hash of the sorted labels (see ``bot.alerts.fingerprint``).
+    else a stable hash of the sorted labels (see ``bot.intake.alerts.fingerprint``).
     ``group_key`` is the sender's group (Alertmanager/Grafana ``groupKey``),
     or ``None`` when the sender has no notion of groups and intake must derive
     one from configured labels.

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.alerts.errors import (
+from bot.intake.alerts.errors import (
     ROOT,
     PayloadError,
     child,
@@ -42,8 +42,8 @@ from bot.alerts.errors import (
     req_object,
     req_str,
 )
-from bot.alerts.fingerprint import parse_time
-from bot.alerts.model import AlertStatus, Delivery, NormalizedAlert
+from bot.intake.alerts.fingerprint import parse_time
+from bot.intake.alerts.model import AlertStatus, Delivery, NormalizedAlert
 
 logger = logging.getLogger(__name__)
 

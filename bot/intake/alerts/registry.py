@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from bot.alerts import alertmanager, datadog, events, grafana, pagerduty
-from bot.alerts.model import Delivery
+from bot.intake.alerts import alertmanager, datadog, events, grafana, pagerduty
+from bot.intake.alerts.model import Delivery
 
 Parser = Callable[[object], Delivery]
 

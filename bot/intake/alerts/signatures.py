@@ -1,7 +1,7 @@
 """Webhook signatures that are not tied to one parser module.
 
 PagerDuty's ``X-PagerDuty-Signature`` lives with its parser
-(``bot.alerts.pagerduty.verify_signature``).
+(``bot.intake.alerts.pagerduty.verify_signature``).
 """
 
 from __future__ import annotations

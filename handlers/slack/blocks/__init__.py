@@ -6,7 +6,7 @@ Slack's limit by :func:`truncate`. Mrkdwn is sent ``verbatim``, so Slack does no
 built here (``<@U…>``, ``<!date^…>``, ``<https://…|label>``).
 
 Text typed in Slack arrives already escaped (``&amp;``) and the core keeps it as sent (see
-:mod:`bot.commands`), while alert text arrives raw: :func:`escape` therefore leaves ``&amp;``,
+:mod:`bot.commands.parse`), while alert text arrives raw: :func:`escape` therefore leaves ``&amp;``,
 ``&lt;`` and ``&gt;`` alone rather than escaping them twice, and modal inputs are prefilled
 unescaped.
 

@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from bot.cards import MAX_ALERTS_SHOWN, AlertLine, CardView
 from bot.errors import InvalidSeverity
-from bot.severity import SeverityLevel, SeverityScheme
+from bot.incidents.card import MAX_ALERTS_SHOWN, AlertLine, CardView
+from bot.incidents.severity import SeverityLevel, SeverityScheme
 from handlers.slack.blocks.compose import Block, button, context, mrkdwn, plain, section
 from handlers.slack.blocks.limits import (
     CONFIRM_TITLE_MAX,

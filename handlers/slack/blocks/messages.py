@@ -13,9 +13,9 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC
 from zoneinfo import ZoneInfo
 
-from bot.cards import CardView
-from bot.models import TimelineEvent
-from bot.severity import SeverityScheme
+from bot.incidents.card import CardView
+from bot.incidents.severity import SeverityScheme
+from bot.store.models import TimelineEvent
 from handlers.slack.blocks.card import POST_UPDATE, severity_level
 from handlers.slack.blocks.compose import Block, button, context, section
 from handlers.slack.blocks.limits import CONTEXT_MAX, MAX_BLOCKS, SECTION_MAX
@@ -45,7 +45,7 @@ def message_blocks(text: str) -> list[Block]:
 
 
 def help_blocks(text: str) -> list[Block]:
-    """The help text of :func:`bot.commands.help_text` (mrkdwn with `<placeholders>`)."""
+    """The help text of :func:`bot.commands.parse.help_text` (mrkdwn with `<placeholders>`)."""
     return _sections(escape(line) for line in text.strip().splitlines())
 
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bot.cards import CardView
+from bot.incidents.card import CardView
 from handlers.slack.blocks.compose import Block, context, plain
 from handlers.slack.blocks.limits import (
     CONTEXT_MAX,

@@ -5,11 +5,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.alerts import alertmanager
-from bot.alerts.errors import PayloadError
-from bot.alerts.fingerprint import label_fingerprint
-from bot.alerts.model import AlertStatus
-from tests.alerts.payloads import load, load_obj, raw
+from bot.intake.alerts import alertmanager
+from bot.intake.alerts.errors import PayloadError
+from bot.intake.alerts.fingerprint import label_fingerprint
+from bot.intake.alerts.model import AlertStatus
+from tests.intake.alerts.payloads import load, load_obj, raw
 
 FIRING = "alertmanager/firing_capture_am0.27.0.json"
 RESOLVED = "alertmanager/resolved_capture_am0.27.0.json"

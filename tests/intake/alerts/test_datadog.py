@@ -5,11 +5,11 @@ from typing import Any
 
 import pytest
 
-from bot.alerts import datadog
-from bot.alerts.errors import PayloadError
-from bot.alerts.fingerprint import label_fingerprint
-from bot.alerts.model import AlertStatus
-from tests.alerts.payloads import load
+from bot.intake.alerts import datadog
+from bot.intake.alerts.errors import PayloadError
+from bot.intake.alerts.fingerprint import label_fingerprint
+from bot.intake.alerts.model import AlertStatus
+from tests.intake.alerts.payloads import load
 
 TRIGGERED = "datadog/triggered_custom_payload_capture_2015.json"
 RECOVERED = "datadog/recovered_custom_payload_capture_2015.json"

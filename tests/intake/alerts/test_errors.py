@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 
-from bot.alerts.errors import (
+from bot.intake.alerts.errors import (
     ROOT,
     PayloadError,
     child,

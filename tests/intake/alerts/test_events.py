@@ -5,11 +5,11 @@ from typing import Any
 
 import pytest
 
-from bot.alerts import events
-from bot.alerts.errors import PayloadError
-from bot.alerts.fingerprint import label_fingerprint
-from bot.alerts.model import AlertStatus
-from tests.alerts.payloads import load, load_obj
+from bot.intake.alerts import events
+from bot.intake.alerts.errors import PayloadError
+from bot.intake.alerts.fingerprint import label_fingerprint
+from bot.intake.alerts.model import AlertStatus
+from tests.intake.alerts.payloads import load, load_obj
 
 TRIGGER = "pagerduty_events_v2/pagerduty_events_api_v2_trigger_doc_example.json"
 ACKNOWLEDGE = "pagerduty_events_v2/pagerduty_events_api_v2_acknowledge_doc_example.json"

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from bot.alerts.errors import PayloadError
-from bot.alerts.fingerprint import label_fingerprint, parse_time
+from bot.intake.alerts.errors import PayloadError
+from bot.intake.alerts.fingerprint import label_fingerprint, parse_time
 
 
 def test_label_fingerprint_is_sha256_prefix_of_sorted_labels() -> None:

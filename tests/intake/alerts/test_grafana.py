@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from bot.alerts import grafana
-from bot.alerts.errors import PayloadError
-from bot.alerts.model import AlertStatus
-from tests.alerts.payloads import load, load_obj
+from bot.intake.alerts import grafana
+from bot.intake.alerts.errors import PayloadError
+from bot.intake.alerts.model import AlertStatus
+from tests.intake.alerts.payloads import load, load_obj
 
 TWO_ALERTS = "grafana/unified_firing_two_alerts_doc_example.json"
 UPSTREAM_DEFAULT = "grafana/unified_firing_default_payload_upstream_test.json"

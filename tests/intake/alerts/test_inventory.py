@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.alerts.errors import PayloadError
-from bot.alerts.model import Delivery
-from bot.alerts.registry import PARSERS
-from tests.alerts import payloads
-from tests.alerts.payloads import KNOWN_BODIES, load, payload_dir, source_of
+from bot.intake.alerts.errors import PayloadError
+from bot.intake.alerts.model import Delivery
+from bot.intake.alerts.registry import PARSERS
+from tests.intake.alerts import payloads
+from tests.intake.alerts.payloads import KNOWN_BODIES, load, payload_dir, source_of
 
 # Bodies that are not a delivery as sent: the Datadog default template still holds $VARIABLES.
 TEMPLATES = {"datadog/default_payload_template.json"}

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from bot.alerts import pagerduty
-from bot.alerts.errors import PayloadError
-from bot.alerts.model import AlertStatus
-from tests.alerts.payloads import load, load_obj, raw
+from bot.intake.alerts import pagerduty
+from bot.intake.alerts.errors import PayloadError
+from bot.intake.alerts.model import AlertStatus
+from tests.intake.alerts.payloads import load, load_obj, raw
 
 TRIGGERED = "pagerduty/incident_triggered.json"
 ACKNOWLEDGED = "pagerduty/incident_acknowledged.json"

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.alerts.errors import PayloadError, json_type
-from bot.alerts.fingerprint import label_fingerprint, parse_time
-from bot.alerts.model import AlertStatus, Delivery, NormalizedAlert
-from bot.alerts.registry import PARSERS
-from tests.alerts.payloads import KNOWN_BODIES, load, source_of
+from bot.intake.alerts.errors import PayloadError, json_type
+from bot.intake.alerts.fingerprint import label_fingerprint, parse_time
+from bot.intake.alerts.model import AlertStatus, Delivery, NormalizedAlert
+from bot.intake.alerts.registry import PARSERS
+from tests.intake.alerts.payloads import KNOWN_BODIES, load, source_of
 
 BUILTIN = ("alertmanager", "grafana", "pagerduty", "datadog", "events")
 

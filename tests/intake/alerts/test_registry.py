@@ -4,9 +4,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.alerts import alertmanager, datadog, events, grafana, pagerduty, registry
-from bot.alerts.model import Delivery
-from bot.alerts.registry import PARSERS, get_parser, register_parser
+from bot.intake.alerts import alertmanager, datadog, events, grafana, pagerduty, registry
+from bot.intake.alerts.model import Delivery
+from bot.intake.alerts.registry import PARSERS, get_parser, register_parser
 
 
 @pytest.fixture(autouse=True)

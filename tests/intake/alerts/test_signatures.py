@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bot.alerts.signatures import verify_grafana
-from tests.alerts.payloads import raw
+from bot.intake.alerts.signatures import verify_grafana
+from tests.intake.alerts.payloads import raw
 
 # Reference values from `openssl dgst -sha256 -hmac secret`:
 #   printf 'test message'            → 3bcebf43…
