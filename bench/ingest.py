@@ -1,12 +1,17 @@
-"""Ingest benchmark: Alertmanager bodies at concurrency 32 against a real `warroom serve`.
+"""Ingest benchmark: Alertmanager bodies at concurrency 32 against a real `warroom serve`,
+driven by wrk (Debian's C load generator, one thread) so the client never measures itself.
 
-For SQLite and for Postgres (when reachable), for bodies of 1 alert and of 50 alerts, and, in
-the same run, against a bare endpoint on the same server stack (parse the JSON, answer 200,
-store nothing) as the ceiling. Each case runs REPEATS times; the table shows medians.
+Cases: (a) the same alert repeated (the dedup path), (b) a new alert per request into 50 open
+groups, (c) 50-alert bodies into 50 open groups, (d) a storm of new groups (one new incident
+per request). Targets: warroom on SQLite, warroom on Postgres, and the bare endpoint
+(bench/_bare.py: the same uvicorn + Starlette stack parsing the body and storing nothing) as
+the ceiling. Every repeat runs every case on every target, interleaved, so ratios come from one
+run; the table shows medians. After each run the database is counted: every alert answered 2xx
+must be stored exactly once (for (a): at most one row), or the run is marked LOST.
 
-    python -m bench.ingest [--requests 1500] [--repeats 3]
+    python -m bench.ingest [--seconds 5] [--repeats 3] [--connections 32]
 
-Prints a table and writes bench/results/ingest.json.
+Prints a table and writes bench/results/ingest.json. Needs `wrk` (apt-get install wrk).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,6 +33,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -79,26 +86,6 @@ def start(
     return process, url
 
 
-def load(url: str, per_body: int, requests: int, seed: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench._load",
-            url,
-            str(per_body),
-            str(requests),
-            str(CONCURRENCY),
-            seed,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout)
-
-
 def postgres_url() -> tuple[str, str] | None:
     try:
         with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as conn:
@@ -115,81 +102,208 @@ def drop(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+LUA = ROOT / "bench" / "ingest.lua"
+CASES: dict[str, tuple[str, int]] = {
+    "a repeated alert": ("repeat", 1),
+    "b new alert, 50 open groups": ("open", 1),
+    "c 50-alert bodies": ("open", 50),
+    "d storm of new groups": ("storm", 1),
+}
+
+
+def wrk(
+    url: str, case: str, per_body: int, seed: str, seconds: int, connections: int
+) -> dict[str, Any]:
+    """One wrk run; its Lua ``done`` prints one JSON line."""
+    env = {
+        **os.environ,
+        "WARROOM_CASE": case,
+        "WARROOM_PER_BODY": str(per_body),
+        "WARROOM_SEED": seed,
+    }
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(LUA),
+            url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
+    raw = json.loads(line.removeprefix("WRK_JSON "))
+    ok = sum(c for code, c in raw["codes"].items() if code.startswith("2"))
+    seconds_run = raw["duration_us"] / 1e6
+    return {
+        "requests": raw["requests"],
+        "ok": ok,
+        "codes": raw["codes"],
+        "errors": raw["errors"],
+        "rps": round(raw["requests"] / seconds_run, 1),
+        "alerts_per_s": round(ok * per_body / seconds_run, 1),
+        "p50_ms": round(raw["p50_us"] / 1000, 2),
+        "p99_ms": round(raw["p99_us"] / 1000, 2),
+    }
+
+
+class Store:
+    """Counts what a warroom target stored, to check nothing was lost or doubled."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = sa.create_engine(url.replace("+psycopg", "+psycopg", 1))
+
+    def counts(self, seed: str) -> tuple[int, int, int]:
+        """Alerts of this run, distinct fingerprints among them, incidents of this run."""
+        with self.engine.connect() as conn:
+            alerts, distinct = conn.execute(
+                sa.text(
+                    "SELECT count(*), count(DISTINCT fingerprint) FROM alert "
+                    "WHERE fingerprint LIKE :p"
+                ),
+                {"p": f"{seed}-%"},
+            ).one()
+            incidents = conn.execute(
+                sa.text("SELECT count(DISTINCT incident_id) FROM alert WHERE fingerprint LIKE :p"),
+                {"p": f"{seed}-%"},
+            ).scalar_one()
+        return int(alerts), int(distinct), int(incidents)
+
+
+def check(case: str, per_body: int, run: dict[str, Any], counts: tuple[int, int, int]) -> str:
+    alerts, distinct, incidents = counts
+    run.update(stored_alerts=alerts, distinct_fingerprints=distinct, incidents=incidents)
+    if alerts != distinct:
+        return "DOUBLED"
+    if case == "repeat":
+        return "ok" if alerts == (1 if run["ok"] else 0) else "LOST"
+    expected = run["ok"] * per_body
+    if alerts < expected:
+        return "LOST"
+    if case == "storm" and incidents < run["ok"]:
+        return "LOST"
+    return "ok"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=1500, help="bodies of 1 alert per run")
+    parser.add_argument("--seconds", type=int, default=5, help="length of one wrk run")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=CONCURRENCY)
     args = parser.parse_args()
-    cases: list[dict[str, Any]] = []
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed: apt-get install wrk")
+    runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        targets: list[tuple[str, str | None, str | None]] = [
-            ("bare", None, None),
-            ("sqlite", f"sqlite:///{workdir}/b.db", None),
+        targets: list[tuple[str, str | None]] = [
+            ("bare", None),
+            ("sqlite", f"sqlite:///{workdir}/b.db"),
         ]
         pg = postgres_url()
         if pg:
-            targets.append(("postgres", pg[1], pg[0]))
+            targets.append(("postgres", pg[1]))
         else:
-            print("Postgres not reachable: skipping it", file=sys.stderr)
+            print("Postgres not reachable: measuring SQLite only", file=sys.stderr)
+        servers: dict[str, tuple[subprocess.Popen[bytes], str, Store | None]] = {}
         try:
-            for name, url, _ in targets:
-                process, endpoint = start(name, url, workdir)
-                try:
-                    for per_body, requests in (
-                        (1, args.requests),
-                        (50, max(50, args.requests // 10)),
-                    ):
-                        runs = [
-                            load(endpoint, per_body, requests, f"{name}{per_body}r{n}")
-                            for n in range(args.repeats)
-                        ]
-                        cases.append(
-                            {
-                                "target": name,
-                                "alerts_per_body": per_body,
-                                "runs": runs,
-                                "rps": median(r["rps"] for r in runs),
-                                "alerts_per_s": median(r["alerts_per_s"] for r in runs),
-                                "p50_ms": median(r["p50_ms"] for r in runs),
-                                "p99_ms": median(r["p99_ms"] for r in runs),
-                                "non_2xx": sum(
-                                    c
-                                    for r in runs
-                                    for code, c in r["codes"].items()
-                                    if not str(code).startswith("2")
-                                ),
-                            }
+            for name, db_url in targets:
+                process, endpoint = start(name, db_url, workdir)
+                servers[name] = (process, endpoint, Store(db_url) if db_url else None)
+            for repeat in range(args.repeats):
+                for label, (case, per_body) in CASES.items():
+                    for name, (_, endpoint, store) in servers.items():
+                        seed = f"{name[0]}{repeat}{case}{per_body}x{uuid.uuid4().hex[:6]}"
+                        run = wrk(endpoint, case, per_body, seed, args.seconds, args.connections)
+                        run.update(target=name, case=label, repeat=repeat)
+                        run["check"] = (
+                            check(case, per_body, run, store.counts(seed)) if store else "-"
                         )
-                finally:
-                    process.terminate()
-                    process.wait(timeout=15)
+                        runs.append(run)
+                        print(
+                            f"  {label:<28} {name:<9} {run['rps']:>8.0f} req/s "
+                            f"p99 {run['p99_ms']:>7.1f} ms  {run['check']}",
+                            file=sys.stderr,
+                        )
+            rss = {name: rss_mb(process.pid) for name, (process, _, _) in servers.items()}
         finally:
+            for process, _, store in servers.values():
+                process.terminate()
+                process.wait(timeout=15)
+                if store:
+                    store.engine.dispose()
             if pg:
                 drop(pg[0])
-    ceiling = {c["alerts_per_body"]: c["rps"] for c in cases if c["target"] == "bare"}
-    for case in cases:
-        case["ratio_to_bare"] = round(case["rps"] / ceiling[case["alerts_per_body"]], 3)
+    cases = summarise(runs, args.repeats)
     print(
-        f"ingest at concurrency {CONCURRENCY}, {os.cpu_count()} cores, medians of "
-        f"{args.repeats} runs"
+        f"ingest with wrk -t1 -c{args.connections} -d{args.seconds}s, {os.cpu_count()} cores, "
+        f"medians of {args.repeats} interleaved runs"
     )
     print(
-        f"{'target':<10}{'alerts/body':>12}{'req/s':>10}{'alerts/s':>10}{'p50 ms':>9}"
-        f"{'p99 ms':>9}{'vs bare':>9}{'non-2xx':>9}"
+        f"{'case':<29}{'target':<10}{'req/s':>9}{'alerts/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'vs bare':>9}{'non-2xx':>9}  stored"
     )
     for c in cases:
         print(
-            f"{c['target']:<10}{c['alerts_per_body']:>12}{c['rps']:>10.1f}{c['alerts_per_s']:>10.1f}"
+            f"{c['case']:<29}{c['target']:<10}{c['rps']:>9.0f}{c['alerts_per_s']:>10.0f}"
             f"{c['p50_ms']:>9.1f}{c['p99_ms']:>9.1f}{c['ratio_to_bare']:>9.2f}{c['non_2xx']:>9}"
+            f"  {c['check']}"
         )
+    print("RSS after the run (MB): " + ", ".join(f"{k} {v}" for k, v in rss.items()))
     RESULTS.mkdir(parents=True, exist_ok=True)
     report = {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
-        "concurrency": CONCURRENCY,
+        "generator": f"wrk -t1 -c{args.connections} -d{args.seconds}s -s bench/ingest.lua",
         "cases": cases,
+        "rss_mb": rss,
+        "runs": runs,
     }
-    (RESULTS / "ingest.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / "ingest.json").write_text(json.dumps(report, indent=2) + "\n")
+    if any(c["check"] not in ("ok", "-") for c in cases):
+        sys.exit("an accepted alert was lost or stored twice")
+
+
+def summarise(runs: list[dict[str, Any]], repeats: int) -> list[dict[str, Any]]:
+    cases = []
+    for label in CASES:
+        bare = [r for r in runs if r["case"] == label and r["target"] == "bare"]
+        ceiling = median(r["rps"] for r in bare) if bare else float("nan")
+        for target in dict.fromkeys(r["target"] for r in runs):
+            mine = [r for r in runs if r["case"] == label and r["target"] == target]
+            if not mine:
+                continue
+            rps = median(r["rps"] for r in mine)
+            checks = {r["check"] for r in mine}
+            cases.append(
+                {
+                    "case": label,
+                    "target": target,
+                    "rps": rps,
+                    "alerts_per_s": median(r["alerts_per_s"] for r in mine),
+                    "p50_ms": median(r["p50_ms"] for r in mine),
+                    "p99_ms": median(r["p99_ms"] for r in mine),
+                    "ratio_to_bare": round(rps / ceiling, 3),
+                    "non_2xx": sum(r["requests"] - r["ok"] for r in mine),
+                    "check": "-"
+                    if checks == {"-"}
+                    else ("ok" if checks == {"ok"} else "/".join(sorted(checks))),
+                }
+            )
+    return cases
 
 
 if __name__ == "__main__":

@@ -3,12 +3,16 @@
 Redis is optional and fail-open, as the runbooks ask of a cache: when it is not
 configured or does not answer, every method degrades to "I don't know" and the
 database (the source of truth) decides. Nothing that matters lives only here.
+
+Marks this process made are also kept in memory (bounded, with their expiry), so a repeat
+that this process has already seen is answered without a round trip, Redis or not.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
@@ -16,6 +20,8 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 _RETRY_AFTER_S = 5.0
+#: How many of its own marks a process remembers (the oldest are forgotten first).
+LOCAL_MARKS = 10_000
 
 
 class SharedCache:
@@ -28,6 +34,7 @@ class SharedCache:
             else None
         )
         self._down_until = 0.0
+        self._local: OrderedDict[str, float] = OrderedDict()  # key → monotonic expiry
 
     @property
     def configured(self) -> bool:
@@ -46,6 +53,11 @@ class SharedCache:
 
     async def seen(self, key: str) -> bool:
         """Whether ``key`` was marked; False when unknown (Redis absent or down)."""
+        expires = self._local.get(key)
+        if expires is not None:
+            if expires > time.monotonic():
+                return True
+            del self._local[key]
         if not self._usable():
             return False
         try:
@@ -56,12 +68,33 @@ class SharedCache:
 
     async def mark(self, key: str, ttl_s: int) -> None:
         """Remember ``key`` for ``ttl_s`` seconds, shared by every replica; best effort."""
+        self._local[key] = time.monotonic() + ttl_s
+        self._local.move_to_end(key)
+        while len(self._local) > LOCAL_MARKS:
+            self._local.popitem(last=False)
         if not self._usable():
             return
         try:
             await self._client.set(self.prefix + key, b"1", ex=ttl_s)  # type: ignore[union-attr]
         except (RedisError, OSError) as error:
             self._went_down(error)
+
+    async def claim(self, key: str, ttl_s: int) -> bool | None:
+        """Mark ``key`` unless it is marked, atomically across replicas.
+
+        True if this call marked it, False if it was already marked, None when Redis cannot
+        say (absent or down): the caller asks the database instead.
+        """
+        if not self._usable():
+            return None
+        try:
+            marked = await self._client.set(  # type: ignore[union-attr]
+                self.prefix + key, b"1", ex=ttl_s, nx=True
+            )
+        except (RedisError, OSError) as error:
+            self._went_down(error)
+            return None
+        return bool(marked)
 
     def _usable(self) -> bool:
         return self._client is not None and time.monotonic() >= self._down_until

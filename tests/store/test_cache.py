@@ -38,15 +38,31 @@ async def test_marks_are_shared_between_replicas(cache: SharedCache) -> None:
 
 async def test_down_redis_fails_open() -> None:
     down = SharedCache("redis://127.0.0.1:1/0", timeout=0.2)
+    other_replica = SharedCache("redis://127.0.0.1:1/0", timeout=0.2)
     assert (await down.status()).startswith("unavailable")
     await down.mark("x", 60)
-    assert await down.seen("x") is False
-    assert await down.seen("x") is False  # short-circuits while marked down
+    assert await other_replica.seen("x") is False  # unknown: the database decides
+    assert await other_replica.seen("x") is False  # short-circuits while marked down
+    assert await down.seen("x") is True  # its own mark, remembered in memory
     await down.close()
+    await other_replica.close()
 
 
 async def test_unconfigured_is_not_an_error() -> None:
     none = SharedCache(None)
     assert await none.status() == "not configured"
     await none.mark("x", 60)
-    assert await none.seen("x") is False
+    assert await none.seen("x") is True  # this process's own marks need no Redis
+    assert await SharedCache(None).seen("x") is False  # another process's are unknown
+
+
+async def test_own_marks_expire_and_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.store import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "LOCAL_MARKS", 3)
+    local = SharedCache(None)
+    await local.mark("gone", 0)
+    assert await local.seen("gone") is False  # expired at once
+    for key in "abcd":
+        await local.mark(key, 60)
+    assert [await local.seen(k) for k in "abcd"] == [False, True, True, True]  # oldest forgotten
