@@ -1,8 +1,10 @@
 """``POST /webhooks/<name>``: alert senders' native bodies in, 2xx only after commit.
 
 Order of checks: unknown endpoint 404; body over the cap 413; credentials 401
-(nothing about why); content type 415; malformed JSON or missing fields 400
-naming the field. Nothing is stored on any 4xx. Storage down (or slower than
+(saying what to send, never the secret); content type 415; a body that is not
+JSON within the decoding limits (``bot.intake.alerts.decode``: depth, 64-bit
+integers, finite numbers, no NUL or lone surrogate), or lacks a field, 400
+naming the field's path. Nothing is stored on any 4xx. Storage down (or slower than
 ``intake.timeout``) answers 503 with ``Retry-After`` so the sender retries.
 """
 
@@ -12,25 +14,38 @@ import asyncio
 import base64
 import binascii
 import hmac
-import json
 import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
+from bot.clock import Clock, SystemClock
 from bot.config.settings import Settings, WebhookSettings
 from bot.errors import StorageUnavailable
+from bot.intake.alerts.decode import decode_body
 from bot.intake.alerts.errors import PayloadError
+from bot.intake.alerts.model import Delivery
 from bot.intake.alerts.pagerduty import verify_signature as verify_pagerduty
 from bot.intake.alerts.registry import get_parser
-from bot.intake.alerts.signatures import GRAFANA_SIGNATURE_HEADER, verify_grafana
-from bot.intake.fold import Endpoint, Intake, delivery_key
+from bot.intake.alerts.signatures import GRAFANA_SIGNATURE_HEADER, grafana_refusal
+from bot.intake.fold import Endpoint, IntakeResult, delivery_key
 from bot.store.cache import SharedCache
+from handlers.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+
+class Receiver(Protocol):
+    """Where a parsed delivery goes: :class:`bot.intake.fold.Intake`, or the intake thread."""
+
+    async def receive(
+        self, endpoint: Endpoint, delivery: Delivery, *, delivery_key: str
+    ) -> IntakeResult: ...
+
 
 RETRY_AFTER_S = 5
 DEDUP_TTL_S = 48 * 3600  # PagerDuty retries for 48 hours
@@ -53,11 +68,15 @@ class Webhooks:
     def __init__(
         self,
         settings: Settings,
-        intake: Intake,
+        intake: Receiver,
         cache: SharedCache,
         *,
         after_commit: Callable[[], None] = lambda: None,
+        metrics: Metrics | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
+        self.clock = clock or SystemClock()
         self.intake = intake
         self.after_commit = after_commit
         self.cache = cache
@@ -90,24 +109,21 @@ class Webhooks:
             return _error(413, f"body over {self.max_body} bytes")
         except ClientDisconnect:
             return _error(400, "the client went away before the body arrived")
-        if not _authorised(hook.config, request, raw):
-            headers = {"WWW-Authenticate": "Bearer"} if hook.config.token_env else {}
-            return _error(401, "unauthorized", headers=headers)
+        refusal = _refusal(hook.config, request, raw, self.clock)
+        if refusal is not None:
+            return _error(401, refusal, headers=_challenge(hook.config))
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media != "application/json" and not media.endswith("+json"):
             return _error(415, f"send Content-Type: application/json, not {media or 'nothing'}")
         try:
-            body = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            return _error(400, f"malformed JSON: {error}", field="$")
-        try:
-            delivery = get_parser(hook.endpoint.source)(body)
+            delivery = get_parser(hook.endpoint.source)(decode_body(raw))
         except PayloadError as error:
             return _error(400, str(error), field=error.field)
         sender_id = request.headers.get("x-webhook-id") or delivery.delivery_id
         key = delivery_key(raw, sender_id)
         dedup = f"delivery:{hook.endpoint.name}:{key}"
         if await self.cache.seen(dedup):
+            self.metrics.received(hook.endpoint.source, "duplicate", len(delivery.alerts))
             return JSONResponse({"status": "duplicate", "alerts": 0, "incidents": []})
         try:
             async with asyncio.timeout(self.timeout):  # no task per request, unlike wait_for
@@ -119,11 +135,13 @@ class Webhooks:
                 error or "timed out",
                 extra={"endpoint": hook.endpoint.name},
             )
+            self.metrics.received(hook.endpoint.source, "refused", len(delivery.alerts))
             return _error(
                 503,
                 "storage unavailable, retry later",
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             )
+        self.metrics.intake(hook.endpoint.source, len(delivery.alerts), result)
         self.after_commit()  # e.g. wake the delivery worker: the channel should open now
         await self.cache.mark(dedup, DEDUP_TTL_S)
         status = "duplicate" if result.duplicate else ("pong" if result.ping else "accepted")
@@ -156,28 +174,71 @@ class Webhooks:
         return b"".join(chunks)
 
 
-def _authorised(config: WebhookSettings, request: Request, raw: bytes) -> bool:
-    """Every configured check must pass; an endpoint with none is open (see the README)."""
+def _refusal(config: WebhookSettings, request: Request, raw: bytes, clock: Clock) -> str | None:
+    """Why the request is refused, or ``None``: every configured check passed.
+
+    An endpoint with no check is open (see the README).  The reasons say what to send,
+    never what was expected.
+    """
     header = request.headers.get("authorization", "")
     token = config.secret("token")
-    if token is not None and not _same(header.removeprefix("Bearer ").strip(), token):
-        return False
+    if token is not None:
+        problem = _bearer_problem(header, token)
+        if problem is not None:
+            return problem
     password = config.secret("basic")
-    if password is not None and not _basic_ok(header, config.basic_user or "", password):
-        return False
+    if password is not None:
+        if header.partition(" ")[0].lower() != "basic":
+            return "send Authorization: Basic <base64 of user:password>"
+        if not _basic_ok(header, config.basic_user or "", password):
+            return "wrong user or password"
     secret = config.secret("signing")
     if secret is not None:
         secrets = [s.strip() for s in secret.split(",") if s.strip()]
         if config.source == "pagerduty":
             name = config.signature_header or PAGERDUTY_SIGNATURE_HEADER
-            return verify_pagerduty(raw, request.headers.get(name, ""), secrets)
+            signature = request.headers.get(name, "")
+            if not signature.strip():
+                return f"missing {name} header"
+            if not verify_pagerduty(raw, signature, secrets):
+                return f"{name} does not match the body"
+            return None
         name = config.signature_header or GRAFANA_SIGNATURE_HEADER
         stamp = request.headers.get(config.timestamp_header) if config.timestamp_header else None
         if config.timestamp_header and stamp is None:
-            return False
-        signature = request.headers.get(name, "")
-        return any(verify_grafana(raw, s, signature, stamp) for s in secrets)
-    return True
+            return f"missing {config.timestamp_header} header"
+        problem = grafana_refusal(
+            raw,
+            secrets,
+            request.headers.get(name, ""),
+            stamp,
+            now=clock.now(),
+            tolerance=config.replay_window,
+        )
+        if problem is not None:
+            return f"{name}: {problem}"
+    return None
+
+
+def _bearer_problem(header: str, token: str) -> str | None:
+    """RFC 6750: ``Authorization: Bearer <token>``; the scheme word in any case (RFC 7235)."""
+    scheme, _, credentials = header.strip().partition(" ")
+    if not scheme:
+        return "missing credentials: send Authorization: Bearer <token>"
+    if scheme.lower() != "bearer":
+        return "send the token as Authorization: Bearer <token> (the word Bearer is required)"
+    if not _same(credentials.strip(), token):
+        return "wrong bearer token"
+    return None
+
+
+def _challenge(config: WebhookSettings) -> dict[str, str]:
+    """The ``WWW-Authenticate`` header a 401 carries (RFC 7235), when the scheme is standard."""
+    if config.token_env:
+        return {"WWW-Authenticate": 'Bearer realm="warroom"'}
+    if config.basic_password_env:
+        return {"WWW-Authenticate": 'Basic realm="warroom", charset="UTF-8"'}
+    return {}
 
 
 def _basic_ok(header: str, user: str, password: str) -> bool:
@@ -199,9 +260,10 @@ def _same(given: str, expected: str) -> bool:
 def _error(
     status: int, message: str, *, field: str | None = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body: dict[str, str] = {"error": message}
+    # A message may quote the body; a lone surrogate in it must not break the answer.
+    body: dict[str, str] = {"error": message.encode("utf-8", "backslashreplace").decode()}
     if field is not None:
-        body["field"] = field
+        body["field"] = field.encode("utf-8", "backslashreplace").decode()
     if status >= 500:
         body["reference"] = uuid.uuid4().hex[:8]
     return JSONResponse(body, status_code=status, headers=headers)

@@ -18,6 +18,7 @@ FORBIDDEN = (
     "starlette",
     "fastapi",
     "uvicorn",
+    "prometheus_client",
     "handlers",
     "integrations",
 )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Literal
@@ -35,7 +36,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.clock import Clock
 from bot.errors import IncidentNotFound
 from bot.incidents.lifecycle import Change, Incidents
-from bot.intake.alerts.model import AlertStatus, Delivery, NormalizedAlert
+from bot.intake.alerts.model import (
+    GROUP_KEY_MAX,
+    AlertStatus,
+    Delivery,
+    NormalizedAlert,
+    fit_key,
+)
 from bot.intake.classify import Classification, Classifier
 from bot.store.db import Database, insert_ignore, insert_or_lock
 from bot.store.models import Alert, AlertGroup, Incident, SeveritySource, Status, WebhookDelivery
@@ -46,6 +53,9 @@ AllResolvedPolicy = Literal["monitoring", "resolve", "nothing"]
 
 #: More alert changes than this in one delivery become one timeline entry per incident.
 SUMMARISE_OVER = 5
+
+#: Where senders put an alert's service: Prometheus conventions, then OpenTelemetry's.
+SERVICE_LABELS = ("service", "service_name", "service.name", "job")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +74,8 @@ class IntakePolicy:
     reopen_window: timedelta = timedelta(hours=1)
     group_window: timedelta = timedelta(hours=24)
     when_all_resolved: AllResolvedPolicy = "monitoring"
+    #: Labels that name an alert's service, in order: the first one present (not empty) wins.
+    service_labels: tuple[str, ...] = SERVICE_LABELS
 
 
 @dataclass
@@ -185,8 +197,9 @@ class _Run:
 
     def _with_defaults(self, alert: NormalizedAlert) -> NormalizedAlert:
         labels = {**self.endpoint.labels, **alert.labels}
-        if self.endpoint.service and "service" not in labels:
-            labels["service"] = self.endpoint.service
+        # The endpoint's service is a default: an alert that names its own keeps it.
+        if self.endpoint.service and service_of(labels, self.intake.policy.service_labels) is None:
+            labels.setdefault("service", self.endpoint.service)
         return replace(alert, labels=labels)
 
     async def _one(self, alert: NormalizedAlert) -> None:
@@ -268,14 +281,15 @@ class _Run:
     async def _open(self, alert: NormalizedAlert) -> Incident:
         verdict = self.intake.classifier.classify(alert)
         title = alert.summary or alert.name or "Alert"
-        service = alert.labels.get("service") or alert.labels.get("job") or self.endpoint.service
+        labels = self.intake.policy.service_labels
+        service = service_of(alert.labels, labels) or self.endpoint.service
         incident = await self.intake.incidents.declare(
             title=title[:200],
             actor=self.actor,
             severity=verdict.severity,
             severity_reason=verdict.reason,
             severity_source=SeveritySource.RULE,
-            service=service,
+            service=service[:100] if service else service,  # the column's width
             impact=alert.annotations.get("impact", ""),
             summary=alert.description,
             detected_at=alert.starts_at or self.now,
@@ -350,7 +364,7 @@ class _Run:
             "ends_at": alert.ends_at,
             "last_seen": self.now,
             "raw": alert.raw,
-            "group_key": group,
+            "group_key": fit_key(group, GROUP_KEY_MAX),  # a derived key can be longer
         }
         if row is None:
             row = Alert(
@@ -485,6 +499,11 @@ class _Run:
     def _updated(self, incident: Incident) -> None:
         if incident.key not in self.result.opened and incident.key not in self.result.updated:
             self.result.updated.append(incident.key)
+
+
+def service_of(labels: dict[str, str], names: Sequence[str]) -> str | None:
+    """The value of the first of ``names`` that ``labels`` has (and is not empty)."""
+    return next((labels[name] for name in names if labels.get(name)), None)
 
 
 def delivery_key(raw: bytes, sender_id: str | None = None) -> str:

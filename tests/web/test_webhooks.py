@@ -8,6 +8,7 @@ import hmac
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -180,6 +181,11 @@ webhooks:
     source: grafana
     signing_secret_env: T_GRAFANA_SECRET
     timestamp_header: X-Grafana-Alerting-Signature-Timestamp
+  graf-slack:
+    source: grafana
+    signing_secret_env: T_GRAFANA_SECRET
+    timestamp_header: X-Grafana-Alerting-Signature-Timestamp
+    replay_window: 1h
   pd:
     source: pagerduty
     signing_secret_env: T_PD_SECRETS
@@ -220,28 +226,98 @@ def test_bearer_and_basic_auth(guarded: Server) -> None:
     assert guarded.post("dd", dd, authorization=good).json()["status"] == "duplicate"
 
 
+@pytest.mark.parametrize(
+    ("authorization", "needle"),
+    [
+        (None, "missing credentials: send Authorization: Bearer <token>"),
+        ("", "missing credentials"),
+        ("am-token", "the word Bearer is required"),  # the token alone, as before
+        ("Token am-token", "the word Bearer is required"),
+        ("Basic am-token", "the word Bearer is required"),
+        ("Beareram-token", "the word Bearer is required"),
+        ("Bearer", "wrong bearer token"),
+        ("Bearer am-token-and-more", "wrong bearer token"),
+    ],
+)
+def test_bearer_token_needs_the_bearer_scheme(
+    guarded: Server, authorization: str | None, needle: str
+) -> None:
+    body = raw("alertmanager/firing_capture_am0.27.0.wire.json")
+    headers = {} if authorization is None else {"authorization": authorization}
+    answer = guarded.post("am", body, **headers)
+    assert answer.status_code == 401
+    assert needle in answer.json()["error"]
+    assert "am-token" not in answer.text  # the answer never quotes a credential
+    assert answer.headers["www-authenticate"].startswith("Bearer ")
+    assert guarded.stored_nothing()
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])
+def test_bearer_scheme_word_is_case_insensitive(guarded: Server, scheme: str) -> None:
+    body = raw("alertmanager/firing_capture_am0.27.0.wire.json")
+    answer = guarded.post("am", body, authorization=f"{scheme}   am-token ")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["opened"] == ["INC-0001"]
+
+
+def test_basic_auth_refusals_say_what_to_send(guarded: Server) -> None:
+    dd = raw("datadog/triggered_custom_payload_capture_2015.json")
+    missing = guarded.post("dd", dd)
+    assert missing.status_code == 401
+    assert missing.json()["error"] == "send Authorization: Basic <base64 of user:password>"
+    assert missing.headers["www-authenticate"].startswith("Basic ")
+    bearer = guarded.post("dd", dd, authorization="Bearer dd-pass")
+    assert bearer.json()["error"] == "send Authorization: Basic <base64 of user:password>"
+    bad = "Basic " + base64.b64encode(b"datadog:nope").decode()
+    assert guarded.post("dd", dd, authorization=bad).json()["error"] == "wrong user or password"
+    assert guarded.stored_nothing()
+
+
+def grafana_headers(body: bytes, stamp: int, secret: bytes = b"grafana-secret") -> dict:
+    digest = hmac.new(secret, str(stamp).encode() + b":" + body, hashlib.sha256)
+    return {
+        "X-Grafana-Alerting-Signature": digest.hexdigest(),
+        "X-Grafana-Alerting-Signature-Timestamp": str(stamp),
+    }
+
+
 def test_grafana_signature_with_timestamp(guarded: Server) -> None:
     body = raw("grafana/unified_firing_default_payload_upstream_test.json")
-    stamp = "1732615200"
-    digest = hmac.new(b"grafana-secret", stamp.encode() + b":" + body, hashlib.sha256)
-    headers = {
-        "X-Grafana-Alerting-Signature": digest.hexdigest(),
-        "X-Grafana-Alerting-Signature-Timestamp": stamp,
-    }
-    assert (
-        guarded.post(
-            "graf", body, **{**headers, "X-Grafana-Alerting-Signature": "0" * 64}
-        ).status_code
-        == 401
+    headers = grafana_headers(body, int(time.time()))
+    wrong = guarded.post("graf", body, **{**headers, "X-Grafana-Alerting-Signature": "0" * 64})
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == "X-Grafana-Alerting-Signature: signature does not match"
+    untimed = guarded.post(
+        "graf", body, **{"X-Grafana-Alerting-Signature": headers["X-Grafana-Alerting-Signature"]}
     )
-    assert (
-        guarded.post(
-            "graf", body, **{"X-Grafana-Alerting-Signature": digest.hexdigest()}
-        ).status_code
-        == 401
-    )  # the timestamp header is required
+    assert untimed.status_code == 401  # the timestamp header is required
+    assert untimed.json()["error"] == "missing X-Grafana-Alerting-Signature-Timestamp header"
+    assert guarded.stored_nothing()
     answer = guarded.post("graf", body, **headers)
     assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize("age_s", [24 * 3600, 301, -301, -24 * 3600])
+def test_grafana_signed_timestamp_outside_five_minutes_is_a_replay(
+    guarded: Server, age_s: int
+) -> None:
+    """A captured, correctly signed delivery sent again a day (or 5 min) later is refused."""
+    body = raw("grafana/unified_firing_default_payload_upstream_test.json")
+    answer = guarded.post("graf", body, **grafana_headers(body, int(time.time()) - age_s))
+    assert answer.status_code == 401
+    assert "more than 300 s from now" in answer.json()["error"]
+    assert guarded.stored_nothing()
+
+
+def test_grafana_replay_window_is_configurable(guarded: Server) -> None:
+    body = raw("grafana/unified_firing_default_payload_upstream_test.json")
+    half_hour_old = grafana_headers(body, int(time.time()) - 1800)
+    assert guarded.post("graf", body, **half_hour_old).status_code == 401
+    assert guarded.post("graf-slack", body, **half_hour_old).status_code == 200
+    day_old = grafana_headers(body, int(time.time()) - 24 * 3600)
+    refused = guarded.post("graf-slack", body, **day_old)
+    assert refused.status_code == 401
+    assert "more than 3600 s from now" in refused.json()["error"]
 
 
 def test_pagerduty_signature_from_the_real_vector(guarded: Server) -> None:

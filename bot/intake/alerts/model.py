@@ -5,14 +5,35 @@ delivery into a :class:`Delivery`: zero or more :class:`NormalizedAlert` plus
 what the delivery says about itself (its group, whether alerts were cut off,
 whether it is only a ping).  Intake decides what the alerts mean for
 incidents; parsers only read.
+
+Identities have a bounded length, whatever the sender wrote (PagerDuty allows a
+255-character ``dedup_key``, a long route makes a long ``groupKey``): a longer
+``fingerprint`` or ``group_key`` keeps its start and ends with the SHA-256 of the whole
+(:func:`fit_key`), so it stays one identity; a longer ``severity_hint`` is cut.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+FINGERPRINT_MAX = 200
+GROUP_KEY_MAX = 500
+SEVERITY_HINT_MAX = 40
+
+
+def fit_key(key: str, limit: int) -> str:
+    """``key`` if it has at most ``limit`` characters, else its start, ``#`` and its SHA-256.
+
+    Two keys that differ anywhere stay different; the same key always fits the same way.
+    """
+    if len(key) <= limit:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{key[: limit - len(digest) - 1]}#{digest}"
 
 
 class AlertStatus(enum.StrEnum):
@@ -46,6 +67,13 @@ class NormalizedAlert:
     severity_hint: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fingerprint", fit_key(self.fingerprint, FINGERPRINT_MAX))
+        if self.group_key is not None:
+            object.__setattr__(self, "group_key", fit_key(self.group_key, GROUP_KEY_MAX))
+        if self.severity_hint is not None:
+            object.__setattr__(self, "severity_hint", self.severity_hint[:SEVERITY_HINT_MAX])
+
     @property
     def name(self) -> str:
         """The alert's name (``alertname`` label), else its summary."""
@@ -65,3 +93,7 @@ class Delivery:
     is_ping: bool = False
     receiver: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.group_key is not None:
+            object.__setattr__(self, "group_key", fit_key(self.group_key, GROUP_KEY_MAX))

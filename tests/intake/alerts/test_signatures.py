@@ -53,3 +53,36 @@ def test_real_wire_body_round_trip() -> None:
     signature = hmac.new(b"s3cret", b"1724495670:" + body, hashlib.sha256).hexdigest()
     assert verify_grafana(body, "s3cret", signature, "1724495670")
     assert not verify_grafana(body.rstrip(b"\n"), "s3cret", signature, "1724495670")
+
+
+def test_refusal_reasons() -> None:
+    from bot.intake.alerts.signatures import REPLAY_WINDOW, grafana_refusal
+
+    sent = datetime.fromtimestamp(1_700_000_000, tz=UTC)
+    body, stamp = b"test message", "1700000000"
+    assert timedelta(minutes=5) == REPLAY_WINDOW  # as Slack's
+    assert grafana_refusal(body, ["old", "secret"], WITH_TIMESTAMP, stamp, now=sent) is None
+    assert grafana_refusal(body, ["secret"], BODY_ONLY, None, now=sent) is None
+    assert grafana_refusal(body, ["secret"], "", stamp, now=sent) == "missing signature"
+    assert grafana_refusal(body, ["secret"], "zz", stamp, now=sent) == (
+        "signature is not a hex HMAC-SHA256"
+    )
+    assert grafana_refusal(body, ["other"], WITH_TIMESTAMP, stamp, now=sent) == (
+        "signature does not match"
+    )
+    assert grafana_refusal(body, ["secret"], WITH_TIMESTAMP, "1.7e9", now=sent) == (
+        "signature timestamp is not Unix seconds"
+    )
+    day_later = sent + timedelta(days=1)
+    assert grafana_refusal(body, ["secret"], WITH_TIMESTAMP, stamp, now=day_later) == (
+        "signature timestamp is more than 300 s from now (replayed or clock skew)"
+    )
+    assert (
+        grafana_refusal(
+            body, ["secret"], WITH_TIMESTAMP, stamp, now=day_later, tolerance=timedelta(days=2)
+        )
+        is None
+    )
+    early = sent - timedelta(minutes=6)  # a timestamp from the future is refused as well
+    assert grafana_refusal(body, ["secret"], WITH_TIMESTAMP, stamp, now=early) is not None
+    assert grafana_refusal(body, ["secret"], WITH_TIMESTAMP, "999999999999", now=sent) is not None
