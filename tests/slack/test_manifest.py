@@ -50,6 +50,9 @@ DOCS_SCOPES: dict[str, tuple[str, ...]] = {
     "conversations.join": ("channels:join",),
     # warroom expands the user groups named in slack.routing.
     "usergroups.users.list": ("usergroups:read",),
+    # Socket Mode asks for its WebSocket URL with the app-level token (connections:write,
+    # an app-level scope, granted under Basic Information): no bot scope.
+    "apps.connections.open": (),
 }
 
 # Scopes an event subscription needs, from Slack's event pages
