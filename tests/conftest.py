@@ -46,6 +46,8 @@ TABLES = (
     "webhook_delivery",
     "outbox",
     "transcript",
+    "replay_key",
+    "web_session",
     "incident",
 )
 

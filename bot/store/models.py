@@ -311,3 +311,37 @@ class StepRun(SQLModel, table=True):
     summary: str = ""
     output: dict[str, Any] = _json()
     digest: str | None = Field(default=None, max_length=64)
+
+
+class ReplayKey(SQLModel, table=True):
+    """A request already acted on (a signature, an event id…), remembered until ``expires_at``.
+
+    A second request with the same ``scope`` and ``key`` is a replay or a retry: it is answered
+    and not acted on. Expired rows are purged, so the table stays small.
+    """
+
+    __tablename__ = "replay_key"
+    __table_args__ = (sa.UniqueConstraint("scope", "key", name="uq_replay_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str = Field(max_length=40)
+    key: str = Field(max_length=200)
+    seen_at: datetime = _when(nullable=False)
+    expires_at: datetime = _when(nullable=False, index=True)
+
+
+class WebSession(SQLModel, table=True):
+    """A manager's login to the pages: the cookie holds a secret whose SHA-256 is ``id``.
+
+    Logging out revokes it here, so a copied cookie stops working at once; ``csrf`` is the
+    token every form of the session must send back.
+    """
+
+    __tablename__ = "web_session"
+
+    id: str = Field(primary_key=True, max_length=64)
+    csrf: str = Field(max_length=64)
+    client: str = Field(default="", max_length=64)
+    created_at: datetime = _when(nullable=False)
+    expires_at: datetime = _when(nullable=False, index=True)
+    revoked_at: datetime | None = _when()

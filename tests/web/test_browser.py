@@ -85,3 +85,52 @@ def test_a_manager_reads_an_incident_and_its_postmortem(site: LiveServer, tmp_pa
         browser.close()
     assert dialogs == []
     assert (ARTIFACTS / "postmortem.png").stat().st_size > 10_000
+
+
+def test_the_pages_resist_csrf_replayed_cookies_and_guessing(site: LiveServer) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        service_missing("Chromium", "Install it: apt-get install chromium.")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        service_missing("Playwright", "Install the dev extras: pip install -e '.[dev]'.")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        context = browser.new_context()
+        page = context.new_page()
+
+        # Login CSRF: another site's page posts the right token into our login form.
+        page.set_content(
+            f'<form method="post" action="{site.url}/login">'
+            f'<input name="token" value="{TOKEN}"><button id="go">go</button></form>'
+        )
+        with page.expect_navigation():
+            page.click("#go")
+        assert "came from another site" in page.inner_text("body")
+        page.goto(f"{site.url}/incidents")
+        assert "/login" in page.url  # the forged login did not log this browser in
+
+        # A real login, then logout; the cookie copied before the logout no longer works.
+        page.fill("input[name=token]", TOKEN)
+        page.click("main button[type=submit]")
+        page.wait_for_url("**/incidents")
+        copied = [c for c in context.cookies() if c["name"] == "warroom_session"]
+        assert copied
+        page.click("text=Log out")
+        page.wait_for_url("**/login")
+        context.add_cookies(copied)  # type: ignore[arg-type]
+        page.goto(f"{site.url}/incidents")
+        assert "/login" in page.url
+
+        # Guessing: after ten wrong tokens the login answers 429, even to the right one.
+        for _ in range(10):
+            page.fill("input[name=token]", "guess")
+            page.click("main button[type=submit]")
+            page.wait_for_selector("text=That token is not right")
+        page.fill("input[name=token]", TOKEN)
+        with page.expect_response(lambda r: r.url.startswith(f"{site.url}/login")) as answer:
+            page.click("main button[type=submit]")
+        assert answer.value.status == 429
+        assert "Too many wrong tokens" in page.inner_text("body")
+        browser.close()

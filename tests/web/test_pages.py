@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 from bot.config.settings import load_settings
 from bot.core import Core
 from handlers.app import create_app
+from tests.web.forms import form_csrf, login_as
 
 TOKEN = "manager-token-123"
 PAGES = [
@@ -63,7 +64,7 @@ def client(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestC
 
 
 def login(client: TestClient) -> None:
-    answer = client.post("/login?next=/incidents", data={"token": TOKEN})
+    answer = login_as(client, TOKEN, "/login?next=/incidents")
     assert answer.status_code == 303
     assert answer.headers["location"] == "/incidents"
 
@@ -76,7 +77,7 @@ def test_without_login_every_page_redirects_to_login(client: TestClient) -> None
 
 
 def test_a_wrong_token_is_refused(client: TestClient) -> None:
-    answer = client.post("/login", data={"token": "guess"})
+    answer = login_as(client, "guess")
     assert answer.status_code == 401
     assert "That token is not right" in answer.text
     assert client.get("/incidents").status_code == 303
@@ -131,6 +132,7 @@ def test_report_page(client: TestClient) -> None:
 
 def test_logout_ends_the_session(client: TestClient) -> None:
     login(client)
-    assert client.get("/incidents").status_code == 200
-    client.post("/logout")
+    page = client.get("/incidents")
+    assert page.status_code == 200
+    client.post("/logout", data={"csrf": form_csrf(page.text)})  # the page's own logout form
     assert client.get("/incidents").status_code == 303
