@@ -2,8 +2,10 @@
 
 Event kinds: ``step_run`` (a diagnostic or mitigation ran, done or failed),
 ``step_requested`` (a previewed mitigation waits for its confirmation), ``step_approved``
-(the second person) and ``step_refused`` (a request, approval or confirmation refused, or a
-request expired). Every event's data holds the same keys, which the post-mortem reads:
+(the second person), ``step_cancelled`` (the requester or the commander withdrew a pending
+request; the run's status becomes ``cancelled``) and ``step_refused`` (a request, approval,
+confirmation or cancel refused, or a request expired). Every event's data holds the same
+keys, which the post-mortem reads:
 ``run_id``, ``runbook``, ``step``, ``kind`` (diagnostic / mitigation), ``target``,
 ``params``, ``grade``, ``summary``, ``rows`` (the first ten, as dicts), ``duration_ms``,
 ``requested_by``, ``approved_by``, ``confirmed_by`` — plus ``step_kind`` and ``status``.
@@ -134,6 +136,8 @@ def event(kind: str, run: StepRun, result: StepResult | None = None) -> Change:
         text = f"requested {what}; {run.summary or 'no preview'}"
     elif kind == "step_approved":
         text = f"approved {what} (run #{run.id}, requested by {run.requested_by})"
+    elif kind == "step_cancelled":
+        text = f"cancelled {what} (run #{run.id}, requested by {run.requested_by})"
     else:
         text = f"refused {what}: {run.summary}"
     data = {

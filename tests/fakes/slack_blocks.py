@@ -10,10 +10,14 @@ Limits (docs.slack.dev Block Kit reference): 50 blocks a message, 100 a view; he
 section text 3000, at most 10 fields of 2000; button text 75, value 2000, url 3000; action_id and
 block_id 255; a confirm dialog needs title (100), text (300), confirm and deny (30); option text
 75, value 150; modal title, submit and close 24; private_metadata 3000; callback_id 255.
+
+`control_sequences` finds what Slack would act on in a message (mentions, broadcasts, links):
+the fake records them for every message it receives (``slack_messages.received_sequences``).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 MAX_MESSAGE_BLOCKS = 50
@@ -342,3 +346,39 @@ def view_errors(view: Any) -> list[str]:
     checker.string(view, "callback_id", 255, "/view", required=False)
     checker.string(view, "external_id", 255, "/view", required=False)
     return checker.errors
+
+
+# -- control sequences ---------------------------------------------------------------------------
+
+#: What Slack parses in mrkdwn and a message's top-level text: ``<!channel>``, ``<!here>``,
+#: ``<!everyone>``, ``<!subteam^S…|…>``, ``<!date^…>``, ``<@U…>``, ``<#C…>`` and links
+#: ``<https://…|label>`` (docs.slack.dev, "Formatting text for app surfaces").
+CONTROL_SEQUENCE = re.compile(r"<(?:[!@#][^<>]*|[a-zA-Z][a-zA-Z0-9+.-]*:[^<>]*)>")
+#: The ones that notify people: a broadcast, a user group, a person.
+NOTIFYING = re.compile(r"^<(?:!channel|!here|!everyone|!subteam\^|@)")
+
+
+def control_sequences(text: Any = None, blocks: Any = None) -> list[tuple[str, str]]:
+    """Every control sequence Slack would act on, as ``(json pointer, sequence)``.
+
+    Looked for in the top-level ``text`` and in every mrkdwn text object and ``markdown``
+    block; plain_text is shown as typed, so it is not searched.
+    """
+    found: list[tuple[str, str]] = []
+    if isinstance(text, str):
+        found += [("/text", m.group(0)) for m in CONTROL_SEQUENCE.finditer(text)]
+
+    def walk(node: Any, pointer: str) -> None:
+        if isinstance(node, dict):
+            if node.get("type") in ("mrkdwn", "markdown") and isinstance(node.get("text"), str):
+                found.extend(
+                    (pointer + "/text", m.group(0)) for m in CONTROL_SEQUENCE.finditer(node["text"])
+                )
+            for key, value in node.items():
+                walk(value, f"{pointer}/{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{pointer}/{index}")
+
+    walk(blocks, "/blocks")
+    return found

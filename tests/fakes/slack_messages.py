@@ -1,16 +1,21 @@
-"""chat.*, pins.*, reactions.* and bookmarks.* methods of the fake Slack Web API."""
+"""chat.*, pins.*, reactions.* and bookmarks.* methods of the fake Slack Web API.
+
+Every message the fake accepts has its control sequences (``<!channel>``, ``<@U…>``, links…)
+recorded, so a test can ask :func:`received_sequences` whether any came from alert text.
+"""
 
 from __future__ import annotations
 
 import copy
 import re
+import weakref
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.fakes.slack_blocks import message_block_errors
+from tests.fakes.slack_blocks import NOTIFYING, control_sequences, message_block_errors
 from tests.fakes.slack_calls import Args, CallContext, ClientMisuse, SlackError, is_ts, slack_method
-from tests.fakes.slack_state import Channel, Ephemeral, Message, Pin
+from tests.fakes.slack_state import Channel, Ephemeral, Message, Pin, Workspace
 
 MAX_TEXT = 40_000
 MAX_ATTACHMENTS = 100
@@ -32,6 +37,38 @@ class Content:
     text: str | None
     blocks: list[Any] | None
     attachments: list[Any] | None
+
+
+@dataclass(frozen=True)
+class ReceivedSequence:
+    """A control sequence Slack would act on, in a message the fake accepted."""
+
+    method: str
+    channel: str
+    pointer: str  # where in the call: /text or /blocks/0/text/text…
+    sequence: str  # e.g. <!channel>, <@U0ALICE001>, <https://x|label>
+
+    @property
+    def notifies(self) -> bool:
+        """A broadcast (<!channel>, <!here>, <!everyone>), a user group or a person."""
+        return NOTIFYING.match(self.sequence) is not None
+
+
+_RECEIVED: weakref.WeakKeyDictionary[Workspace, list[ReceivedSequence]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def received_sequences(workspace: Workspace) -> list[ReceivedSequence]:
+    """Every control sequence in the messages posted, updated or sent ephemerally, in order."""
+    return list(_RECEIVED.get(workspace, []))
+
+
+def _record(ctx: CallContext, method: str, channel: str, content: Content) -> None:
+    found = control_sequences(content.text, content.blocks)
+    if found:
+        seen = _RECEIVED.setdefault(ctx.workspace, [])
+        seen += [ReceivedSequence(method, channel, p, seq) for p, seq in found]
 
 
 def _content(ctx: CallContext, args: Args) -> Content:
@@ -94,6 +131,7 @@ def chat_post_message(ctx: CallContext, args: Args) -> dict[str, Any]:
     if ctx.caller not in channel.members:
         raise SlackError("not_in_channel")
     content = _content(ctx, args)
+    _record(ctx, "chat.postMessage", channel.id, content)
     thread_ts = args.string("thread_ts") or None
     if thread_ts is not None:
         parent = channel.messages.get(thread_ts)
@@ -167,6 +205,7 @@ def chat_update(ctx: CallContext, args: Args) -> dict[str, Any]:
     if channel.is_archived:
         raise SlackError("is_inactive")
     content = _content(ctx, args)
+    _record(ctx, "chat.update", channel.id, content)
     message.edits.append(
         {
             "text": message.text,
@@ -212,6 +251,7 @@ def chat_post_ephemeral(ctx: CallContext, args: Args) -> dict[str, Any]:
     if user not in channel.members:
         raise SlackError("user_not_in_channel")
     content = _content(ctx, args)
+    _record(ctx, "chat.postEphemeral", channel.id, content)
     ts = ws.next_ts()
     ws.ephemerals.append(
         Ephemeral(

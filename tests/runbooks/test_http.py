@@ -224,6 +224,7 @@ async def test_a_failing_webhook_fails_the_run(endpoints: Runbooks, incident: In
     assert result.grade is Grade.ERROR
     assert result.error == (
         "webhook 'broken' answered 503 to circuit_breaker: {'error': 'deployer busy'}"
+        " (after 4 attempts)"
     )
     stored = {r.id: r for r in await endpoints.runs(incident.key)}[pending.run_id]
     assert stored.status == "failed"

@@ -405,7 +405,8 @@ def test_link_urls_and_labels_cannot_break_out_of_the_link() -> None:
     assert_valid_message(rendered)
     text = everything(rendered)
     safe = "https://example.com/a%7Cb%3Ec%3C!channel%3E?x=1&amp;y=2"
-    assert f"<{safe}|gen∣era&gt;tor>" in text
+    # A link name an alert chose is shown beside the real address, which is the link's text.
+    assert f"gen∣era&gt;tor: <{safe}|{safe.removeprefix('https://')}>" in text
     assert f"<{safe}|Run∣book &gt; &lt;b&gt;>" in text
     shouting = card_blocks(open_view(page_url="HTTPS://Example.com/Page"))
     assert "🌐 <https://Example.com/Page|Incident page>" in everything(shouting)
@@ -650,8 +651,9 @@ def test_an_empty_timeline_says_so() -> None:
 
 
 def block(view: dict[str, Any], block_id: str) -> dict[str, Any]:
-    (found,) = [b for b in view["blocks"] if b.get("block_id") == block_id]
-    return found
+    found: list[dict[str, Any]] = [b for b in view["blocks"] if b.get("block_id") == block_id]
+    (only,) = found
+    return only
 
 
 def test_update_modal_is_prefilled_from_the_incident_and_the_template() -> None:

@@ -19,7 +19,15 @@ from bot.store.models import TimelineEvent
 from handlers.slack.blocks.card import POST_UPDATE, severity_level
 from handlers.slack.blocks.compose import Block, button, context, section
 from handlers.slack.blocks.limits import CONTEXT_MAX, MAX_BLOCKS, SECTION_MAX
-from handlers.slack.blocks.text import clean, escape, format_minutes, pack, person, truncate
+from handlers.slack.blocks.text import (
+    clean,
+    core_text,
+    escape,
+    format_minutes,
+    pack,
+    person,
+    truncate,
+)
 
 # Action and callback ids: the listeners register these.
 SNOOZE = "incident.snooze"
@@ -40,8 +48,12 @@ def _sections(lines: Iterable[str]) -> list[Block]:
 
 
 def message_blocks(text: str) -> list[Block]:
-    """A rendered message template, ``Label:`` at a line's start in bold; ``[]`` if blank."""
-    return _sections(_LABEL.sub(r"*\1:*", escape(line)) for line in text.strip().splitlines())
+    """Text the core composed (a rendered template, an announcement, a step's result).
+
+    Escaped whole (see :func:`~handlers.slack.blocks.text.core_text`), ``Label:`` at a line's
+    start in bold; ``[]`` if blank.
+    """
+    return _sections(_LABEL.sub(r"*\1:*", core_text(line)) for line in text.strip().splitlines())
 
 
 def help_blocks(text: str) -> list[Block]:

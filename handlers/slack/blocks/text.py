@@ -1,8 +1,15 @@
 """Mrkdwn text: outside text escaped and cut to a limit, people, durations, lines packed.
 
-:func:`escape` leaves ``&amp;``, ``&lt;`` and ``&gt;`` alone (text typed in Slack arrives
-already escaped) and :func:`truncate` never cuts one in half; :func:`clean` does both to one
-line of alert or user text. :func:`person` mentions a Slack user id and shows any other name
+This module is the one place where text becomes Slack mrkdwn. :func:`escape` turns ``&``, ``<``
+and ``>`` into entities, so nothing from an alert, a form or a person can become a control
+sequence (``<!channel>``, ``<!here>``, ``<!everyone>``, ``<@U…>``, ``<!subteam^S…>``,
+``<#C…>``) or a disguised link: a Slack-formatted link ``<https://x|click here>`` is shown as
+``click here (https://x)``, its real address in plain sight. It leaves ``&amp;``, ``&lt;`` and
+``&gt;`` alone (text typed in Slack arrives already escaped) and :func:`truncate` never cuts one
+in half; :func:`clean` does both to one line of alert or user text. :func:`core_text` is for
+text the core composed around such input (templates, announcements, step results):
+:func:`fallback` the same for a message's top-level ``text``. :func:`person` mentions a
+Slack user id (from a role assignment or an actor, never from text) and shows any other name
 as text; :func:`format_minutes` writes a duration; :func:`pack` groups lines into as few
 section texts as keep them whole.
 """
@@ -15,13 +22,44 @@ from collections.abc import Iterable
 from handlers.slack.blocks.limits import SECTION_MAX
 
 BARE_AMP = re.compile(r"&(?!(?:amp|lt|gt);)")
+#: A Slack-formatted link with a label, ``<https://x|click here>``: shown as label (address).
+_LABELLED_LINK = re.compile(r"<([a-zA-Z][a-zA-Z0-9+.-]{0,20}:[^<>|\s]*)\|([^<>]*)>")
+#: A bare channel reference after escaping, ``&lt;#C0123ABC&gt;`` (see :func:`core_text`).
+_ESCAPED_CHANNEL = re.compile(r"&lt;#(C[A-Z0-9]{2,20})&gt;")
+FALLBACK_MAX = 3000
 _CUT_ENTITY = re.compile(r"&[a-z]{0,3}$")
 _SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,20}")  # real ids are ~11 characters; longer is text
 
 
 def escape(text: str) -> str:
-    """Escape ``&``, ``<``, ``>`` for Slack; ``&amp;``, ``&lt;``, ``&gt;`` already there stay."""
+    """Escape ``&``, ``<``, ``>`` for Slack; ``&amp;``, ``&lt;``, ``&gt;`` already there stay.
+
+    A labelled link is first written out as ``label (address)``, so its text cannot hide
+    where it goes.
+    """
+    text = _LABELLED_LINK.sub(_unlink, text)
     return BARE_AMP.sub("&amp;", text).replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _unlink(match: re.Match[str]) -> str:
+    url, label = match.group(1), match.group(2).strip()
+    return f"{label} ({url})" if label and label != url else url
+
+
+def core_text(text: str) -> str:
+    """Text the core composed, escaped whole (it carries alert and user text).
+
+    The one sequence kept is a bare channel reference ``<#C…>``, which the core writes to point
+    at an incident's channel: it can neither notify anybody nor disguise a link (Slack shows
+    the channel's own name). Mentions and links are never kept: the Slack builders make those
+    from data (:func:`person`, the card's links), not from text.
+    """
+    return _ESCAPED_CHANNEL.sub(r"<#\1>", escape(text))
+
+
+def fallback(text: str) -> str:
+    """A message's top-level ``text`` (notifications, screen readers), escaped and cut."""
+    return truncate(core_text(text), FALLBACK_MAX)
 
 
 def truncate(text: str, limit: int) -> str:
