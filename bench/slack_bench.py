@@ -10,13 +10,18 @@ of --repeats rounds (each on a fresh server and fake), the counts those of the l
 every round's beside them.
 acks: signed `/incident` commands at a fixed concurrency; p50/p99 time to Slack's ack, medians of
 --repeats rounds.
-Both print a table and write bench/results/<mode>.json.
+storm-acks: both at once. wrk (bench/ingest.lua, 50-alert bodies into 50 open groups) storms
+the server for --seconds while one sender sends signed `/incident` commands back to back; p50
+and p99 time to Slack's ack during the storm, the storm's own rate, the alerts stored (each
+accepted one exactly once) and the server's RSS once the storm is over.
+Each prints a table and writes bench/results/<mode>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import hmac
@@ -287,9 +292,66 @@ def acks(total: int, concurrency: int, repeats: int) -> dict[str, Any]:
     }
 
 
+def storm_acks(seconds: int) -> dict[str, Any]:
+    """Slash-command acks measured while wrk storms the same server."""
+    from bench.ingest import Store, check, rss_mb, wrk
+
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_fake_slack_in_thread(rate_limit_scale=1000.0) as fake,
+    ):
+        db_url = f"sqlite:///{tmp}/storm-acks.db"
+        broadcast = fake.channel_by_name("incidents").id
+        process, base = start_server(db_url, fake.base_url, broadcast, Path(tmp))
+        store = Store(db_url)
+        try:
+            general = fake.channel_by_name("general").id
+            asyncio.run(command_acks(base, fake, general, 5, 1))  # warm-up
+            seed = f"sa{int(time.time())}"
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                load = pool.submit(
+                    wrk, f"{base}/webhooks/alertmanager", "open", 50, seed, seconds, 32
+                )
+                time.sleep(1)  # the storm is under way
+                timings: list[float] = []
+                while not load.done():
+                    timings += asyncio.run(command_acks(base, fake, general, 10, 1))
+                storm_run = load.result()
+            verdict = check("open", 50, storm_run, store.counts(seed))
+            rss = rss_mb(process.pid)
+            peak = peak_rss_mb(process.pid)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+                stopped = "SIGTERM"
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+                stopped = "SIGKILL after 30 s: SIGTERM did not stop it"
+            store.engine.dispose()
+    cuts = quantiles(timings, n=100)
+    return {
+        "storm": f"wrk -t1 -c32 -d{seconds}s, 50-alert bodies into 50 open groups (SQLite)",
+        "storm_req_per_s": storm_run["rps"],
+        "storm_alerts_per_s": storm_run["alerts_per_s"],
+        "storm_p99_ms": storm_run["p99_ms"],
+        "alerts_stored": storm_run["stored_alerts"],
+        "stored_check": verdict,
+        "acks_during_storm": len(timings),
+        "ack_p50_ms": round(median(timings), 1),
+        "ack_p99_ms": round(cuts[98], 1),
+        "ack_max_ms": round(max(timings), 1),
+        "server_rss_mb_after": rss,
+        "server_peak_rss_mb": round(peak, 1),
+        "server_stopped_by": stopped,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=["storm", "acks"])
+    parser.add_argument("mode", choices=["storm", "acks", "storm-acks"])
+    parser.add_argument("--seconds", type=int, default=45, help="storm-acks: storm length")
     parser.add_argument("--alerts", type=int, default=10_000)
     parser.add_argument("--groups", type=int, default=50)
     parser.add_argument("--commands", type=int, default=500)
@@ -307,6 +369,8 @@ def main() -> None:
             "server_peak_rss_mb": max(r["server_peak_rss_mb"] for r in rounds),
             "every_round": {key: [r[key] for r in rounds] for key in ROUND_FIGURES},
         }
+    elif args.mode == "storm-acks":
+        result = storm_acks(args.seconds)
     else:
         result = acks(args.commands, args.concurrency, args.repeats)
     result["machine"] = {"cores": os.cpu_count(), "python": platform.python_version()}
