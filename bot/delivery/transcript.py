@@ -20,6 +20,9 @@ from bot.store.models import Incident, TranscriptEntry
 _counter = itertools.count(1)
 
 
+_CHANNEL_MAX = 80  # TranscriptEntry.channel
+
+
 class TranscriptChat:
     connected = False
 
@@ -99,7 +102,8 @@ class TranscriptChat:
             incident_id = incident.id if incident else None
             if incident is not None and name is None:
                 name = incident.channel_name
-            channel = f"#{name}" if name else channel
+            # "#" and a name of Slack's full 80 characters would not fit the column.
+            channel = (f"#{name}" if name else channel)[:_CHANNEL_MAX]
             session.add(
                 TranscriptEntry(
                     incident_id=incident_id,
