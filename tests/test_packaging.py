@@ -52,6 +52,7 @@ def test_templates_found_in_an_installed_wheel(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "bot/templates/messages/initial.txt.j2" in names
     assert "bot/store/migrations/versions/0001_initial_schema.py" in names
+    assert "integrations/alertmanager.py" in names  # the vendor adapters ship too
     assert not any(n.startswith("tests/") for n in names)
 
     target = tmp_path / "site"
@@ -102,6 +103,7 @@ def test_the_sdist_ships_the_package_and_templates_but_no_test_data(tmp_path: Pa
         names = [n.split("/", 1)[1] for n in archive.getnames() if "/" in n]
     assert "bot/__init__.py" in names
     assert "handlers/cli/__init__.py" in names
+    assert "integrations/alertmanager.py" in names
     assert "templates/messages/initial.txt.j2" in names
     assert "pyproject.toml" in names
     assert not [n for n in names if n.startswith(("tests/", "bench/", ".ci/"))]
@@ -110,7 +112,7 @@ def test_the_sdist_ships_the_package_and_templates_but_no_test_data(tmp_path: Pa
 
 # -- the repository stands alone -------------------------------------------------------------
 
-CHECKED = ("tests", "bench", "bot", "handlers", ".ci")
+CHECKED = ("tests", "bench", "bot", "handlers", "integrations", ".ci")
 # Ways out of the repository: "../<a folder beside the checkout>" (the team's shared folder was
 # one), the environment variable that pointed there, the parent's absolute path, or
 # ``parents[k]`` of ``__file__`` climbing above the root.  (Spelled so this file does not match.)
