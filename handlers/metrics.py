@@ -172,10 +172,19 @@ class StoredFigures:
                 .where(col(OutboxRow.status).in_([PENDING, FAILED]))
                 .group_by(col(OutboxRow.status))
             )
-            for status, count, oldest in outbox.all():
+            for status, count, _ in outbox.all():
                 snap.outbox[status] = count
-                if status == PENDING and oldest is not None:
-                    snap.oldest_pending_s = _seconds(_aware(oldest), now)
+            # Rows scheduled for later (an escalation due in 15 minutes) are not late: only
+            # rows already due count towards the age of the oldest.
+            oldest = (
+                await session.exec(
+                    select(sa.func.min(OutboxRow.created_at)).where(
+                        col(OutboxRow.status) == PENDING, col(OutboxRow.next_attempt_at) <= now
+                    )
+                )
+            ).one()
+            if oldest is not None:
+                snap.oldest_pending_s = _seconds(_aware(oldest), now)
             opened = await session.exec(
                 select(Incident.severity, sa.func.count())
                 .where(col(Incident.status) != Status.RESOLVED.value)
@@ -237,7 +246,7 @@ class StoredFigures:
         )
         yield GaugeMetricFamily(
             "warroom_outbox_oldest_seconds",
-            "Age of the oldest pending outbox row; 0 when none is pending.",
+            "Age of the oldest outbox row due and not delivered; 0 when none is.",
             value=snap.oldest_pending_s,
         )
         opened = GaugeMetricFamily(

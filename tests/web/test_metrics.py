@@ -26,12 +26,12 @@ from bot.core import Core
 from bot.store.db import sync_url
 from bot.store.models import Alert, Incident, OutboxRow, StepRun
 from handlers.app import create_app
-from tests.web.forms import login_as
 from handlers.slack.chat import SlackChat
 from handlers.slack.limits import RateGate
 from tests.fakes.slack_api import FakeSlack, running_fake_slack_in_thread
 from tests.fakes.slack_state import BOT_TOKEN
 from tests.waiting import wait_for
+from tests.web.forms import login_as
 
 TOKEN = "metrics-reader-token"
 JSON = {"content-type": "application/json"}
@@ -324,3 +324,39 @@ def test_with_the_database_down_metrics_still_answer_and_say_so(
     assert metrics["warroom_alerts_received_total"][refused] == 4
     answered = (("code", "503"), ("source", "alertmanager"))
     assert metrics["warroom_webhook_request_seconds_count"][answered] == 1
+
+
+def test_a_row_scheduled_for_later_is_not_counted_as_late(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.delivery.outbox import enqueue
+    from bot.store.db import Database
+
+    clean_environment(monkeypatch, database_url)
+    app = App(TestClient(create_app(load_settings())), database_url)
+    with app.client:
+        base = app.scrape(token=None)
+        assert base["warroom_outbox_oldest_seconds"][()] == 0
+
+        async def schedule() -> None:
+            db = Database(database_url)
+            try:
+                async with db.transaction() as session:
+                    now = datetime.now(UTC)
+                    await enqueue(
+                        session,
+                        lane="later",
+                        kind="message",
+                        payload={"text": "in an hour"},
+                        now=now - timedelta(minutes=30),  # written half an hour ago
+                        not_before=now + timedelta(hours=1),  # due in an hour
+                    )
+            finally:
+                await db.dispose()
+
+        import asyncio
+
+        asyncio.run(schedule())
+        figures = app.scrape(token=None)
+    assert figures["warroom_outbox_pending"][()] == 1
+    assert figures["warroom_outbox_oldest_seconds"][()] == 0  # not due yet: not late
