@@ -6,11 +6,14 @@ command); nothing here runs at import time.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from bot.clock import Clock, SystemClock
 from bot.config.settings import Settings
 from bot.delivery.notify import Notifier
+from bot.delivery.paging import PageListener, Paging, PagingPolicy
+from bot.delivery.silences import Silences
 from bot.delivery.transcript import TranscriptChat
 from bot.delivery.updates import Updates
 from bot.delivery.worker import DeliveryWorker
@@ -18,6 +21,8 @@ from bot.incidents.lifecycle import Incidents
 from bot.intake.classify import Classifier
 from bot.intake.fold import Intake, IntakePolicy
 from bot.ports.chat import Chat
+from bot.ports.paging import Pager
+from bot.ports.silencing import Silencer
 from bot.runbooks import Runbooks
 from bot.store.cache import SharedCache
 from bot.store.db import Database
@@ -63,11 +68,14 @@ class Core:
                 auto_diagnose=settings.runbooks.auto_diagnose,
             )
         )
+        # Paging rows after the channel's, in the same transaction (``bot.delivery.paging``).
+        incidents.listeners.append(PageListener(PagingPolicy.from_settings(settings)))
         classifier = settings.severity.classifier()
         policy = IntakePolicy(
             reopen_window=settings.intake.reopen_window,
             group_window=settings.intake.group_window,
             when_all_resolved=settings.intake.when_all_resolved,
+            service_labels=tuple(settings.intake.service_labels),
         )
         intake = Intake(db, incidents, classifier, clock=clock, policy=policy)
         cache = SharedCache(settings.redis.url)
@@ -77,8 +85,26 @@ class Core:
             settings, clock, db, incidents, templates, cache, classifier, intake, updates, runbooks
         )
 
-    def delivery(self, chat: Chat | None = None, *, worker_id: str | None = None) -> DeliveryWorker:
-        """A delivery worker to ``chat`` (the local transcript when none is given)."""
+    @functools.cached_property
+    def silences(self) -> Silences:
+        """Silences from chat: preview, request, unsilence (``bot.delivery.silences``)."""
+        return Silences(self.db, self.incidents, self.settings, clock=self.clock)
+
+    @functools.cached_property
+    def paging(self) -> Paging:
+        """Paging by hand: ``/incident page <target>`` (``bot.delivery.paging``)."""
+        return Paging(self.db, self.incidents, PagingPolicy.from_settings(self.settings))
+
+    def delivery(
+        self,
+        chat: Chat | None = None,
+        *,
+        worker_id: str | None = None,
+        silencer: Silencer | None = None,
+        pager: Pager | None = None,
+    ) -> DeliveryWorker:
+        """A delivery worker to ``chat`` (the local transcript when none is given) and, for
+        silences, to ``silencer`` (the handlers inject the adapter, e.g. Alertmanager's)."""
         slack = self.settings.slack
         return DeliveryWorker(
             self.db,
@@ -91,6 +117,9 @@ class Core:
             public_url=self.settings.server.public_url,
             worker_id=worker_id,
             runbooks=self.runbooks,
+            silencer=silencer,
+            pager=pager,
+            paging=PagingPolicy.from_settings(self.settings),
         )
 
     async def close(self) -> None:

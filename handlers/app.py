@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
-from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -26,9 +24,15 @@ from bot.errors import ConfigError, ConfigProblem, StorageUnavailable
 from bot.ports.chat import Chat
 from bot.store.migrate import upgrade
 from handlers import web
+from handlers.metrics import ROUTES as METRICS_ROUTES
+from handlers.metrics import Metrics
 from handlers.slack.app import build_bolt
 from handlers.slack.chat import SlackChat, slack_chat
+from handlers.slack.requests import SlackEvents
+from handlers.slack.socket import SocketMode, TokenRefused
 from handlers.webhooks import Webhooks
+from integrations.alertmanager import alertmanager_silencer
+from integrations.pagerduty import pagerduty_pager
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,12 @@ class Background:
 
     def __init__(self, core: Core, chat: Chat | None) -> None:
         self.core = core
-        self.worker = core.delivery(chat)
+        # The vendor adapters are composed here: bot/ knows only their ports.
+        self.worker = core.delivery(
+            chat,
+            silencer=alertmanager_silencer(core.settings),
+            pager=pagerduty_pager(core.settings),
+        )
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.requests: set[asyncio.Task[None]] = set()
@@ -67,8 +76,13 @@ class Background:
         async def run() -> None:
             try:
                 await call
-            except Exception:
-                log.exception("start-up call failed; it will be retried on first use")
+            except Exception as error:
+                # Slack not reachable yet is no bug: one line, not a traceback.
+                reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+                log.warning(
+                    "start-up call failed (%s); it will be retried on first use",
+                    reason or type(error).__name__,
+                )
 
         self.tasks.append(asyncio.create_task(run()))
 
@@ -115,18 +129,25 @@ def create_app(
             await asyncio.to_thread(upgrade, settings.database.url)
         core = Core.build(settings, clock=clock)
         app.state.core = core
+        app.state.metrics = metrics = Metrics(core)
         chat = chat_factory(core) if chat_factory else slack_chat(core)
         background = Background(core, chat)
         app.state.background = background
         app.state.webhooks = Webhooks(
-            settings, core.intake, core.cache, after_commit=background.worker.wake.set
+            settings,
+            core.intake,
+            core.cache,
+            after_commit=background.worker.wake.set,
+            metrics=metrics,
         )
         app.state.slack = None
         socket = None
         if isinstance(chat, SlackChat):
+            chat.on_call = metrics.slack_call
             background.warm(chat.identity())
             bolt = build_bolt(core, chat, wake=background.worker.wake.set, later=background.later)
-            app.state.slack = AsyncSlackRequestHandler(bolt)
+            secret = settings.slack.signing_secret
+            app.state.slack = SlackEvents(bolt, secret.get_secret_value() if secret else None)
             if socket_mode:
                 socket = await start_socket_mode(bolt, settings)
         if not settings.slack.connected:
@@ -141,7 +162,7 @@ def create_app(
             yield
         finally:
             if socket is not None:
-                await socket.close_async()  # type: ignore[no-untyped-call]
+                await socket.close()
             await background.stop()
             await core.close()
 
@@ -153,6 +174,7 @@ def create_app(
             Route("/slack/events", slack_events, methods=["POST"]),
             Route("/", home),
             *web.ROUTES,
+            *METRICS_ROUTES,
         ],
         lifespan=lifespan,
     )
@@ -160,11 +182,19 @@ def create_app(
 
 async def webhook(request: Request) -> JSONResponse:
     webhooks: Webhooks = request.app.state.webhooks
-    return await webhooks.handle(request)
+    hook = webhooks.endpoints.get(request.path_params["name"])
+    started, code = time.perf_counter(), 500
+    try:
+        response = await webhooks.handle(request)
+        code = response.status_code
+        return response
+    finally:
+        source = hook.endpoint.source if hook else "unknown"
+        request.app.state.metrics.webhook(source, code, time.perf_counter() - started)
 
 
 async def slack_events(request: Request) -> Response:
-    handler: AsyncSlackRequestHandler | None = request.app.state.slack
+    handler: SlackEvents | None = request.app.state.slack
     if handler is None:
         return JSONResponse(
             {"error": "Slack is not connected: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET"},
@@ -179,7 +209,7 @@ def _app_token_problem(message: str) -> ConfigError:
     )
 
 
-async def start_socket_mode(bolt: AsyncApp, settings: Settings) -> AsyncSocketModeHandler:
+async def start_socket_mode(bolt: AsyncApp, settings: Settings) -> SocketMode:
     token = settings.slack.app_token
     if token is None:
         raise _app_token_problem("Socket Mode needs SLACK_APP_TOKEN (xapp-…)")
@@ -189,20 +219,16 @@ async def start_socket_mode(bolt: AsyncApp, settings: Settings) -> AsyncSocketMo
             "SLACK_APP_TOKEN must be an app-level token (xapp-…, scope connections:write), "
             "not a bot or user token"
         )
-    # slack_sdk's connect() retries a failed apps.connections.open forever, so a revoked or
-    # mistyped token would hang the start: ask for the first URL here and fail clearly.
-    handler = AsyncSocketModeHandler(bolt, app_token)
+    # A refused token stops the start with a clear error; an unreachable Slack is retried
+    # with backoff in the background (``handlers.slack.socket``).
+    socket = SocketMode(bolt, app_token)
     try:
-        handler.client.wss_uri = await handler.client.issue_new_wss_url()
-    except SlackApiError as error:
-        await handler.close_async()  # type: ignore[no-untyped-call]
-        code = error.response.get("error")
+        await socket.start()
+    except TokenRefused as error:
         raise _app_token_problem(
-            f"Slack refused the app-level token for Socket Mode ({code})"
+            f"Slack refused the app-level token for Socket Mode ({error.code})"
         ) from None
-    await handler.connect_async()  # type: ignore[no-untyped-call]
-    log.info("Slack connected over Socket Mode")
-    return handler
+    return socket
 
 
 async def home(request: Request) -> Response:

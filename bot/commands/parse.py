@@ -11,6 +11,10 @@ Grammar (``[key]`` is an optional incident key given first, ``INC-0042``, ``inc-
     role [key] <role> <@person>      resolve [key] [summary…]  reopen [key] [reason…]
     followup [key] [@owner] <text…> [@owner | owner:@person]
     diag [key] [step] [name=value…]  run [key] <step> [name=value…]
+    cancel <run id>
+    silence [key] <1h | 4h | until-resolved> [name=value | name!=value | name=~regex …]
+    unsilence [key] [silence id]
+    page [key] <target>
 
 Free text (notes, reasons, summaries, follow-ups) is kept exactly as Slack sent it, mentions
 and ``&amp;`` escapes included. Where options are parsed (``declare``, ``diag``, ``run``),
@@ -148,13 +152,44 @@ class RunCmd:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelCmd:
+    """Withdraw a pending mitigation request, by the run id its message shows."""
+
+    run_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceCmd:
+    """Preview a silence of the incident's alerts; ``matchers`` are (name, op, value)."""
+
+    key: str | None
+    duration: str
+    matchers: tuple[tuple[str, str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UnsilenceCmd:
+    key: str | None
+    silence_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PageCmd:
+    """Page a configured target (``paging.pagerduty``) by hand."""
+
+    key: str | None
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
 class PostmortemCmd:
     key: str | None
 
 
 Command: TypeAlias = (
     Declare | Ack | Sev | SetStatus | Assign | Update | Note | Timeline | FollowUp | Resolve
-    | Reopen | List | Help | RunbookCmd | DiagCmd | RunCmd | PostmortemCmd
+    | Reopen | List | Help | RunbookCmd | DiagCmd | RunCmd | CancelCmd | PostmortemCmd
+    | SilenceCmd | UnsilenceCmd | PageCmd
 )  # fmt: skip
 
 # -- help -----------------------------------------------------------------
@@ -187,6 +222,16 @@ _SPEC: dict[str, tuple[str, str]] = {
     "runbook": ("/incident runbook [key]", "Show the runbook for the incident."),
     "diag": ("/incident diag [key] [step] [name=value…]", "Run the diagnostics, or one step."),
     "run": ("/incident run [key] <mitigation> [name=value…]", "Run a mitigation step."),
+    "cancel": (
+        "/incident cancel <run id>",
+        "Withdraw a mitigation request that waits for confirmation or approval.",
+    ),
+    "silence": (
+        "/incident silence [key] <1h|4h|until-resolved> [name=value…]",
+        "Silence the incident's alerts in Alertmanager (a preview first, then confirm).",
+    ),
+    "unsilence": ("/incident unsilence [key] [silence id]", "Expire the incident's silences."),
+    "page": ("/incident page [key] <target>", "Page an on-call target (e.g. PagerDuty) by hand."),
     "postmortem": ("/incident postmortem [key]", "Draft the post-mortem."),
     "help": ("/incident help [subcommand]", "Show this help, or one subcommand's."),
 }
@@ -510,6 +555,64 @@ def _run(a: _Args) -> RunCmd:
     return RunCmd(key, step, params)
 
 
+def _cancel(a: _Args) -> CancelCmd:
+    words = _WORD.findall(a.rest)
+    number = words[0].removeprefix("#") if len(words) == 1 else ""
+    if not re.fullmatch(r"[0-9]{1,18}", number):
+        raise a.error(
+            "`cancel` takes the run id of a pending mitigation (its message shows it), "
+            "e.g. `/incident cancel 12`."
+        )
+    return CancelCmd(int(number))
+
+
+_MATCHER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(=~|!~|!=|=)")
+SILENCE_DURATIONS = ("1h", "4h", "until-resolved")
+
+
+def _silence(a: _Args) -> SilenceCmd:
+    """``[key] <duration> [matcher…]``; a matcher's value may be double-quoted."""
+    key = a.key()
+    tokens = a.tokens()
+    if not tokens:
+        raise a.error("`silence` needs a duration: `1h`, `4h` or `until-resolved`.")
+    duration = tokens[0].text.strip().lower().replace("_", "-")
+    if duration not in SILENCE_DURATIONS:
+        raise a.error(
+            f"`{_show(tokens[0].text)}` is not a silence duration: use `1h`, `4h` or "
+            "`until-resolved`, e.g. `/incident silence 1h`."
+        )
+    matchers: list[tuple[str, str, str]] = []
+    for token in tokens[1:]:
+        match = _MATCHER.match(token.bare)
+        if match is None:
+            raise a.error(
+                f"`{_show(token.text)}` is not a matcher: write `name=value`, `name!=value`, "
+                '`name=~regex` or `name!~regex` (quote a value with spaces: `name="a b"`).'
+            )
+        name, op = match.groups()
+        if any(m[0] == name for m in matchers):
+            raise a.error(f"The label `{name}` is matched twice; match it once.")
+        matchers.append((name, op, token.text[match.end() :]))
+    return SilenceCmd(key, duration, tuple(matchers))
+
+
+def _unsilence(a: _Args) -> UnsilenceCmd:
+    key = a.key()
+    words = _WORD.findall(a.rest)
+    if len(words) > 1 or (words and not re.fullmatch(r"[0-9A-Za-z_-]{1,64}", words[0])):
+        raise a.error("`unsilence` takes at most a silence id, e.g. `/incident unsilence 3f2a`.")
+    return UnsilenceCmd(key, words[0] if words else None)
+
+
+def _page(a: _Args) -> PageCmd:
+    key = a.key()
+    words = _WORD.findall(a.rest)
+    if len(words) != 1 or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,59}", words[0]):
+        raise a.error("`page` takes one paging target, e.g. `/incident page oncall`.")
+    return PageCmd(key, words[0])
+
+
 def _text(make: Callable[[str | None, str], Command], example: str = "") -> _Parser:
     """A subcommand taking ``[key]`` then free text (required when there is an example)."""
 
@@ -569,6 +672,10 @@ _PARSERS: dict[str, _Parser] = {
     "runbook": _key_only(RunbookCmd),
     "diag": lambda a: DiagCmd(*_steps(a)),
     "run": _run,
+    "cancel": _cancel,
+    "silence": _silence,
+    "unsilence": _unsilence,
+    "page": _page,
     "postmortem": _key_only(PostmortemCmd),
     "help": _help,
 }

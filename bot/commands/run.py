@@ -14,6 +14,7 @@ from typing import Literal
 from bot.commands import parse as c
 from bot.core import Core
 from bot.errors import InvalidInput, UserError
+from bot.incidents.silences import SilencePlan
 from bot.runbooks import Runbook
 from bot.runbooks.engine import Pending
 from bot.runbooks.results import StepResult
@@ -33,6 +34,7 @@ class Outcome:
     pending: Pending | None = None
     runbooks: tuple[Runbook, ...] = ()
     postmortem: bool = False
+    silence: SilencePlan | None = None  # a silence's preview, to confirm
 
 
 GroupsOf = Callable[[str], Awaitable[list[str]]]
@@ -71,6 +73,14 @@ class Dispatcher:
                     f"{made.key} declared ({made.severity}); opening its channel.",
                     key=made.key,
                     public=True,
+                )
+            case c.CancelCmd(run_id):
+                cancelled = await self.core.runbooks.cancel(run_id, actor=actor)
+                return Outcome(
+                    f"Run #{run_id} ({cancelled.title}) cancelled.",
+                    key=cancelled.incident,
+                    public=True,
+                    pending=cancelled,
                 )
         key = await self._key(getattr(command, "key", None), channel)
         match command:
@@ -135,6 +145,16 @@ class Dispatcher:
                 return Outcome(pending.title, key=key, public=True, pending=pending)
             case c.PostmortemCmd():
                 return Outcome("", key=key, public=True, postmortem=True)
+            case c.SilenceCmd(_, duration, matchers):
+                plan = await self.core.silences.preview(key, duration, matchers)
+                return Outcome(f"Silence {key}'s alerts?", key=key, silence=plan)
+            case c.PageCmd(_, target):
+                await self.core.paging.page(key, target, actor=actor)
+                return Outcome(f"Paging `{target}` for {key}.", key=key, public=True)
+            case c.UnsilenceCmd(_, silence_id):
+                ids = await self.core.silences.unsilence(key, actor=actor, silence_id=silence_id)
+                shown = ", ".join(f"`{i}`" for i in ids)
+                return Outcome(f"Expiring {key}'s silence(s) {shown}.", key=key)
         return Outcome("That command is not available.", key=key)
 
     async def _step(

@@ -33,6 +33,9 @@ from bot.config.sections import (
     DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL,
 )
 from bot.config.sections import (
+    AlertmanagerSettings as AlertmanagerSettings,
+)
+from bot.config.sections import (
     DatabaseSettings as DatabaseSettings,
 )
 from bot.config.sections import (
@@ -40,6 +43,9 @@ from bot.config.sections import (
 )
 from bot.config.sections import (
     IntakeSettings as IntakeSettings,
+)
+from bot.config.sections import (
+    PagingSettings as PagingSettings,
 )
 from bot.config.sections import (
     RedisSettings as RedisSettings,
@@ -74,7 +80,7 @@ from bot.config.sections import (
 from bot.config.sections import (
     parse_duration as parse_duration,
 )
-from bot.errors import ConfigError, ConfigProblem
+from bot.errors import ConfigError, ConfigProblem, InvalidSeverity
 from bot.incidents.severity import SeverityScheme
 from bot.runbooks.settings import RunbookSettings
 
@@ -118,6 +124,8 @@ class Settings(BaseSettings):
     intake: IntakeSettings = IntakeSettings()
     webhooks: dict[str, WebhookSettings] = Field(default_factory=_default_webhooks)
     runbooks: RunbookSettings = RunbookSettings()
+    alertmanager: dict[str, AlertmanagerSettings] = Field(default_factory=dict)
+    paging: PagingSettings = PagingSettings()
     templates_dir: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     config_file: Path | None = Field(default=None, exclude=True)
@@ -129,6 +137,35 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"endpoint names are lowercase letters, digits, - and _: {bad}")
         return hooks
+
+    @model_validator(mode="after")
+    def _silence_targets(self) -> Settings:
+        for name, hook in self.webhooks.items():
+            if hook.alertmanager is not None and hook.alertmanager not in self.alertmanager:
+                known = ", ".join(self.alertmanager) or "none configured"
+                raise ValueError(
+                    f"webhooks.{name}.alertmanager: no alertmanager target "
+                    f"{hook.alertmanager!r} (known: {known})"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _paging_severities(self) -> Settings:
+        scheme = self.severity_scheme()
+        for index, rule in enumerate(self.paging.rules):
+            for name in rule.severities or []:
+                try:
+                    scheme.get(name)
+                except InvalidSeverity as error:
+                    raise ValueError(f"paging.rules[{index}].severities: {error}") from None
+        return self
+
+    def silence_target(self, endpoint: str) -> str | None:
+        """The alertmanager target for silences of ``endpoint``'s alerts: its own, else the only."""
+        hook = self.webhooks.get(endpoint)
+        if hook is not None and hook.alertmanager is not None:
+            return hook.alertmanager
+        return next(iter(self.alertmanager)) if len(self.alertmanager) == 1 else None
 
     @model_validator(mode="after")
     def _slack_pair(self) -> Settings:

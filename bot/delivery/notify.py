@@ -17,6 +17,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config.settings import RoutingRule
 from bot.delivery.outbox import enqueue
+from bot.delivery.silences import on_resolved as silences_on_resolved
+from bot.incidents import silences
 from bot.incidents.lifecycle import EventKind
 from bot.incidents.severity import SeverityScheme
 from bot.store.models import Incident, TimelineEvent
@@ -35,7 +37,12 @@ _CARD_KINDS = {
     EventKind.REOPENED,
     EventKind.RESOLVED,
     "alert",
+    "step_run",  # a graded result may suggest a mitigation (bot.runbooks.suggest)
+    silences.SILENCED,
+    silences.UNSILENCED,
 }
+#: Silence outcomes, told in the channel as they are on the timeline.
+_SILENCE_NEWS = {silences.SILENCED, silences.UNSILENCED, silences.FAILED}
 _TOPIC_KINDS = {
     EventKind.SEVERITY,
     EventKind.STATUS,
@@ -85,6 +92,10 @@ class Notifier:
                     await self._add(
                         session, incident, "announce", {"event": "resolved"}, now, lane=BROADCAST
                     )
+                if notice := await silences_on_resolved(session, incident, now):
+                    await self._add(session, incident, "message", {"text": notice}, now)
+            elif event.kind in _SILENCE_NEWS:
+                await self._add(session, incident, "message", {"text": event.text}, now)
             elif event.kind == EventKind.REOPENED:
                 text = f"♻️ {incident.key} reopened: {event.text}"
                 await self._add(session, incident, "message", {"text": text}, now)

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,13 +22,18 @@ from sqlmodel import col, select
 
 from bot.clock import Clock
 from bot.delivery.outbox import claim, renew, settle
+from bot.delivery.paging import NoPager, PagingDelivery, PagingPolicy
+from bot.delivery.silences import Deliver, NoSilencer, SilenceDelivery
 from bot.errors import StorageUnavailable
 from bot.incidents.card import CardView, load_card
 from bot.incidents.channel import channel_name, with_suffix
 from bot.incidents.lifecycle import Change, Incidents
 from bot.ports.chat import Chat, ChatError, Message, RateLimited, Rejected, Transient
+from bot.ports.paging import Pager, PageRefused, PageThrottled, PageUnavailable
+from bot.ports.silencing import Refused, Silencer, Unavailable
 from bot.runbooks import Runbooks
 from bot.runbooks import text as runbook_text
+from bot.runbooks.suggest import next_steps
 from bot.store.db import Database
 from bot.store.models import Alert, Incident, OutboxRow
 
@@ -60,7 +66,11 @@ class DeliveryWorker:
         lease: timedelta = timedelta(seconds=60),
         max_attempts: int = 8,
         batch: int = 20,
+        stop_grace: float = 5.0,
         runbooks: Runbooks | None = None,
+        silencer: Silencer | None = None,
+        pager: Pager | None = None,
+        paging: PagingPolicy | None = None,
     ) -> None:
         self.runbooks = runbooks
         self.db = db
@@ -75,7 +85,17 @@ class DeliveryWorker:
         self.lease = lease
         self.max_attempts = max_attempts
         self.batch = batch
+        #: Seconds the rows under way get to finish once the worker is told to stop.
+        self.stop_grace = stop_grace
         self.wake = asyncio.Event()
+        #: Kinds delivered to another port than the chat, by kind (silences: Alertmanager).
+        self.kinds: dict[str, Deliver] = SilenceDelivery(
+            db, incidents, silencer, max_attempts=max_attempts
+        ).kinds()
+        #: Pages and escalation steps (paging port: PagerDuty).
+        self.kinds |= PagingDelivery(
+            db, incidents, pager, paging, max_attempts=max_attempts
+        ).kinds()
 
     async def run_once(self) -> int:
         """Claim and deliver one batch (lanes in parallel); return how many rows were tried."""
@@ -121,9 +141,26 @@ class DeliveryWorker:
                     del running[task]
                     _report(task)
         finally:
-            for outcome in await asyncio.gather(*running, return_exceptions=True):
-                if isinstance(outcome, Exception):
-                    log.warning("delivery stopped with an error: %s", outcome)
+            await self._wind_down(running)
+
+    async def _wind_down(self, running: dict[asyncio.Task[None], int]) -> None:
+        """Give the rows under way :attr:`stop_grace` to finish, then cancel the rest.
+
+        A row waiting on Slack's rate limit could otherwise hold a stopping server for minutes
+        (and a container's stop is followed by SIGKILL after 10 s). A cancelled row keeps its
+        claim until the lease runs out; the next worker retries it, looking for its marker
+        first, so a message that did go out is not posted twice.
+        """
+        if not running:
+            return
+        _, late = await asyncio.wait(running, timeout=self.stop_grace)
+        for task in late:
+            task.cancel()
+        if late:
+            log.info("stopping: %d outbox row(s) left for the next worker", len(late))
+        for outcome in await asyncio.gather(*running, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.warning("delivery stopped with an error: %s", outcome)
 
     async def _start(self, running: dict[asyncio.Task[None], int], free: int) -> int:
         """Claim up to ``free`` due rows and start delivering each; return how many."""
@@ -168,19 +205,22 @@ class DeliveryWorker:
         now = self.clock.now()
         try:
             result = await self._execute(row)
-        except RateLimited as error:
+        except (RateLimited, PageThrottled) as error:
             wait = timedelta(seconds=max(error.retry_after, 1.0))
             await self._settle(row, error=str(error), retry_at=now + wait, count_attempt=False)
         except NotYet as error:
             wait = timedelta(seconds=1)
             await self._settle(row, error=str(error), retry_at=now + wait, count_attempt=False)
-        except Transient as error:
+        except (NoSilencer, NoPager) as error:  # left for a process with the adapter (server)
+            wait = timedelta(seconds=30)
+            await self._settle(row, error=str(error), retry_at=now + wait, count_attempt=False)
+        except (Transient, Unavailable, PageUnavailable) as error:
             attempts = row.attempts + 1
             retry: datetime | None = None
             if attempts < self.max_attempts:
                 retry = now + _backoff(attempts)
             await self._settle(row, error=str(error), retry_at=retry, uncertain=error.uncertain)
-        except (Rejected, NoChannel) as error:
+        except (Rejected, NoChannel, Refused, PageRefused) as error:
             log.error(
                 "outbox row %s (%s) failed: %s",
                 row.id,
@@ -208,6 +248,8 @@ class DeliveryWorker:
         incident = await self._incident(row)
         marker = f"wr-{row.id}"
         kind = row.kind
+        if (deliver := self.kinds.get(kind)) is not None:
+            return await deliver(row, incident)
         if kind == "open_channel":
             return await self._open_channel(incident, marker)
         if kind == "announce":
@@ -409,9 +451,16 @@ class DeliveryWorker:
 
     async def _card_view(self, incident: Incident) -> CardView:
         async with self.db.transaction(read_only=True) as session:
-            return await load_card(
-                session, incident, self.incidents.scheme, page_url=self._page(incident)
+            card = await load_card(
+                session,
+                incident,
+                self.incidents.scheme,
+                page_url=self._page(incident),
+                now=self.clock.now(),
             )
+            if self.runbooks is not None:  # the mitigations the latest results suggest
+                card = replace(card, next_steps=await next_steps(session, incident, self.runbooks))
+            return card
 
     def _page(self, incident: Incident) -> str | None:
         if not self.public_url:

@@ -439,3 +439,38 @@ async def test_a_card_whose_pin_is_rate_limited_is_not_posted_again(
     cards = [text for _, _, text in chat.posts if text.startswith("INC-0001 [P2]")]
     assert len(cards) == 1
     assert chat.calls["pin"] == 2
+
+
+async def test_stopping_does_not_wait_for_a_row_stuck_on_slack(
+    db: Database, clock: FixedClock
+) -> None:
+    await seed(db, clock, lanes=1, per_lane=1)
+    never = asyncio.Event()
+
+    class Stuck(ScriptedChat):
+        async def post(
+            self, channel: str, message: Message, *, marker: str, thread_ts: str | None = None
+        ) -> str:
+            await never.wait()  # e.g. waiting out a long Retry-After
+            return await super().post(channel, message, marker=marker, thread_ts=thread_ts)
+
+    stuck = worker(db, Stuck(), clock, stop_grace=0.2)
+    stop = asyncio.Event()
+    running = asyncio.create_task(stuck.run_forever(stop, idle=0.05))
+    for _ in range(100):
+        if stuck.chat.calls or await pending_claimed(db):
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(running, timeout=5)  # returns after the grace, not never
+    # The row was not lost: once its lease runs out, the next worker delivers it.
+    clock.advance(timedelta(seconds=61))
+    chat = ScriptedChat()
+    await worker(db, chat, clock).drain()
+    assert [text for _, _, text in chat.posts] == ["INC-0001 #0"]
+
+
+async def pending_claimed(db: Database) -> bool:
+    async with db.transaction(read_only=True) as session:
+        rows = (await session.exec(select(OutboxRow))).all()
+    return any(row.claimed_by for row in rows if row.kind == "message")
