@@ -19,6 +19,7 @@ import bot
 from bot.clock import Clock
 from bot.config.settings import Settings, mask_url
 from bot.core import Core
+from bot.delivery.quiet import schedule_resolve_offers
 from bot.delivery.updates import schedule_reminders
 from bot.errors import ConfigError, ConfigProblem, StorageUnavailable
 from bot.ports.chat import Chat
@@ -107,6 +108,12 @@ class Background:
             try:
                 due = await schedule_reminders(
                     self.core.db, self.core.incidents, self.core.clock.now()
+                )
+                due += await schedule_resolve_offers(
+                    self.core.db,
+                    self.core.incidents,
+                    self.core.settings.incidents.quiet_for,
+                    self.core.clock.now(),
                 )
                 if due:
                     self.worker.wake.set()

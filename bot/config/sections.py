@@ -257,6 +257,14 @@ class IncidentSettings(_Section):
     key_digits: int = Field(default=4, ge=1, le=9)
     roles: list[str] = Field(default_factory=lambda: ["commander", "communications", "scribe"])
     timezone: str = "UTC"
+    #: In monitoring, once every alert has resolved: how long it stays quiet before the card
+    #: offers "Resolve now" (and as long again before a reminder in the channel).
+    resolve_quiet: Duration = timedelta(minutes=30)
+    resolve_quiet_by_severity: dict[str, Duration] = Field(default_factory=dict)
+
+    def quiet_for(self, severity: str) -> timedelta:
+        """The quiet period of ``severity`` (``resolve_quiet`` unless that level has its own)."""
+        return self.resolve_quiet_by_severity.get(severity, self.resolve_quiet)
 
     @field_validator("timezone")
     @classmethod
@@ -285,6 +293,11 @@ class IntakeSettings(_Section):
     )
     when_all_resolved: Literal["monitoring", "resolve", "nothing"] = "monitoring"
     group_by: list[str] = Field(default_factory=lambda: ["alertname", "service"])
+    service_labels: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=lambda: ["service", "service_name", "service.name", "job"],
+        min_length=1,
+        description="Labels that name an alert's service, tried in order: the first present wins.",
+    )
     group_window: Duration = Field(
         default=timedelta(hours=24),
         description="A group silent this long no longer feeds its still-open incident.",
@@ -308,9 +321,16 @@ class WebhookSettings(_Section):
     )
     signature_header: str | None = None
     timestamp_header: str | None = None
+    replay_window: Duration = Field(
+        default=timedelta(minutes=5),
+        description="signed timestamps further than this from now are refused (replays)",
+    )
     service: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     group_by: list[str] | None = None
+    alertmanager: str | None = Field(
+        default=None, description="the alertmanager target silences of its alerts go to"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> WebhookSettings:
@@ -330,6 +350,104 @@ class WebhookSettings(_Section):
             "signing": self.signing_secret_env,
         }[which]
         return os.environ.get(name) if name else None
+
+
+class AlertmanagerSettings(_Section):
+    """One Alertmanager that silences are created on (API v2). Its token from the environment."""
+
+    url: str = Field(description="base URL, e.g. https://alertmanager.internal:9093")
+    token_env: str | None = Field(default=None, description="bearer token variable")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        if parts.password is not None:
+            raise ValueError("this URL holds a password: put the token in token_env instead")
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _token_set(self) -> AlertmanagerSettings:
+        if self.token_env is not None and not os.environ.get(self.token_env):
+            raise ValueError(f"environment variable {self.token_env} is not set")
+        return self
+
+    def token(self) -> str | None:
+        return os.environ.get(self.token_env) if self.token_env else None
+
+
+class PagerDutyTarget(_Section):
+    """One PagerDuty service paged through the Events API v2; its routing key from the env."""
+
+    routing_key_env: str = Field(description="variable holding the integration's routing key")
+    url: str = Field(
+        default="https://events.pagerduty.com", description="Events API base (EU: events.eu…)"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _key_set(self) -> PagerDutyTarget:
+        if not os.environ.get(self.routing_key_env):
+            raise ValueError(f"environment variable {self.routing_key_env} is not set")
+        return self
+
+    def routing_key(self) -> str | None:
+        return os.environ.get(self.routing_key_env) or None
+
+
+class PagingRule(_Section):
+    """Which incidents page a target: every rule that matches pages its target."""
+
+    service: str | None = Field(default=None, description="only incidents of this service")
+    severities: list[str] | None = Field(default=None, description="only these severities")
+    target: str = Field(min_length=1, description="a paging target's name")
+
+    def matches(self, *, service: str | None, severity: str) -> bool:
+        if self.service is not None and self.service != service:
+            return False
+        return self.severities is None or severity.upper() in (s.upper() for s in self.severities)
+
+
+class EscalationStep(_Section):
+    """One step of the escalation of an incident nobody acknowledged."""
+
+    page: str | None = Field(default=None, description="the target this step pages")
+    after: Duration | None = Field(
+        default=None,
+        description="first step: added to the severity's response time (default 0); later "
+        "steps: after the previous one (default: the severity's response time)",
+    )
+
+
+class PagingSettings(_Section):
+    pagerduty: dict[str, PagerDutyTarget] = Field(default_factory=dict)
+    rules: list[PagingRule] = Field(default_factory=list)
+    escalation: list[EscalationStep] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_targets(self) -> PagingSettings:
+        known = set(self.pagerduty)
+        named = [(f"rules[{n}].target", r.target) for n, r in enumerate(self.rules)]
+        steps = enumerate(self.escalation)
+        named += [(f"escalation[{n}].page", s.page) for n, s in steps if s.page]
+        for where, name in named:
+            if name not in known:
+                listed = ", ".join(sorted(known)) or "none configured"
+                raise ValueError(f"{where}: no paging target {name!r} (known: {listed})")
+        return self
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.pagerduty)
 
 
 def _default_webhooks() -> dict[str, WebhookSettings]:

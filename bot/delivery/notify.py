@@ -38,6 +38,7 @@ _CARD_KINDS = {
     EventKind.RESOLVED,
     "alert",
     "step_run",  # a graded result may suggest a mitigation (bot.runbooks.suggest)
+    "resolve_ready",  # quiet in monitoring: the card offers Resolve now (bot.delivery.quiet)
     silences.SILENCED,
     silences.UNSILENCED,
 }

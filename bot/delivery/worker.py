@@ -21,6 +21,7 @@ from typing import Any
 from sqlmodel import col, select
 
 from bot.clock import Clock
+from bot.delivery import quiet
 from bot.delivery.outbox import claim, renew, settle
 from bot.delivery.paging import NoPager, PagingDelivery, PagingPolicy
 from bot.delivery.silences import Deliver, NoSilencer, SilenceDelivery
@@ -285,6 +286,12 @@ class DeliveryWorker:
             return await self._alert_summary(row, incident, channel, marker)
         if kind == "diagnose":
             return await self._diagnose(row, incident, channel, marker)
+        if kind == quiet.REMINDER:
+            async with self.db.transaction(read_only=True) as session:
+                text = await quiet.reminder_text(session, incident, row.payload.get("since", ""))
+            if text is None:
+                return {"skipped": "no longer quiet in monitoring"}
+            return await self._post(row, channel, Message(text), marker)
         if kind == "reminder":
             card = await self._card_view(incident)
             overdue = int(row.payload.get("overdue_min", 0))
@@ -460,7 +467,7 @@ class DeliveryWorker:
             )
             if self.runbooks is not None:  # the mitigations the latest results suggest
                 card = replace(card, next_steps=await next_steps(session, incident, self.runbooks))
-            return card
+            return replace(card, resolve_ready=await quiet.resolve_ready(session, incident))
 
     def _page(self, incident: Incident) -> str | None:
         if not self.public_url:

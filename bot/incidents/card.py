@@ -18,6 +18,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.incidents.severity import SeverityScheme
+from bot.incidents.silences import OpenSilence, open_silences
 from bot.store.models import Alert, Incident
 
 MAX_ALERTS_SHOWN = 5
@@ -39,6 +40,21 @@ class AlertLine:
     status: str
     count: int
     links: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class NextStep:
+    """A mitigation the latest diagnostic results suggest: the card offers it as a button.
+
+    ``because`` says which result suggests it (``idle_connections red: idle connections = 63
+    (red: > 50)``); ``params`` are the values taken from that result's first row.
+    """
+
+    runbook: str
+    step: str
+    title: str
+    because: str
+    params: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +81,10 @@ class CardView:
     runbook: tuple[str, str] | None = None  # (title, url)
     page_url: str | None = None
     version: int = 1
+    silences: tuple[OpenSilence, ...] = ()  # in force now
+    silenceable: bool = False  # it has Alertmanager alerts
+    next_steps: tuple[NextStep, ...] = ()  # suggested mitigations (bot.runbooks.suggest)
+    resolve_ready: bool = False  # monitoring, every alert resolved, quiet long enough
 
     @property
     def commander(self) -> str | None:
@@ -83,6 +103,7 @@ def build_card(
     runbook: tuple[str, str] | None = None,
     page_url: str | None = None,
     tally: AlertTally | None = None,
+    silences: Sequence[OpenSilence] = (),
 ) -> CardView:
     """The card for ``incident``: firing alerts first, newest first, at most five listed.
 
@@ -136,6 +157,8 @@ def build_card(
         runbook=runbook or ((("Runbook", links["runbook"])) if "runbook" in links else None),
         page_url=page_url,
         version=incident.version,
+        silences=tuple(silences),
+        silenceable=any(a.source == "alertmanager" for a in alerts),
     )
 
 
@@ -145,8 +168,12 @@ async def load_card(
     scheme: SeverityScheme,
     *,
     page_url: str | None = None,
+    now: datetime | None = None,
 ) -> CardView:
-    """The card of ``incident`` from the database: two queries, whatever its size."""
+    """The card of ``incident`` from the database: three queries, whatever its size.
+
+    ``now`` (the wall clock when not given) decides which silences are still in force.
+    """
     mine = col(Alert.incident_id) == incident.id
     firing = col(Alert.status) == "firing"
     counts = select(
@@ -164,4 +191,6 @@ async def load_card(
     )
     alerts = list((await session.exec(relevant)).all())
     tally = AlertTally(int(firing_n), int(total) - int(firing_n), int(notifications))
-    return build_card(incident, alerts, scheme, page_url=page_url, tally=tally)
+    assert incident.id is not None
+    silences = await open_silences(session, incident.id, now=now)
+    return build_card(incident, alerts, scheme, page_url=page_url, tally=tally, silences=silences)

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 TITLE_MAX = 200
 TEXT_MAX = 3000
+#: Actors that are warroom itself (automatic diagnostics, delivery): they acknowledge nothing.
+AUTOMATION = frozenset({"warroom"})
 
 
 class EventKind(enum.StrEnum):
@@ -365,8 +367,10 @@ class Incidents:
                 raise UserError(f"{user} is already {role} of {incident.key}.")
             incident.roles = {**incident.roles, role: user}
             text = f"{user} is {role}" + (f" (was {previous})" if previous else "")
+            implied = self.implied_acknowledgement(incident, actor, f"assigned the {role} role")
             return [
-                Change(EventKind.ROLE, text, {"role": role, "user": user, "previous": previous})
+                *implied,
+                Change(EventKind.ROLE, text, {"role": role, "user": user, "previous": previous}),
             ]
 
         return await self._change(key, actor, change)
@@ -501,6 +505,29 @@ class Incidents:
             ]
 
         return await self._change(key, actor, change, session)
+
+    def implied_acknowledgement(self, incident: Incident, actor: str, why: str) -> list[Change]:
+        """Acknowledge ``incident`` for ``actor``'s first act on it (running a step, a role).
+
+        A person acting on an open, unacknowledged incident has acknowledged it: the change is
+        applied to ``incident`` and returned, to record with the act (once: afterwards the
+        incident is acknowledged). Nothing for warroom's own actors or a resolved incident.
+        """
+        if (
+            incident.acknowledged_at is not None
+            or incident.state is Status.RESOLVED
+            or actor in AUTOMATION
+        ):
+            return []
+        incident.acknowledged_at = self.clock.now()
+        incident.acknowledged_by = actor
+        return [
+            Change(
+                EventKind.ACKNOWLEDGED,
+                f"acknowledged by {actor} ({why})",
+                {"implied_by": why},
+            )
+        ]
 
     # -- internals --------------------------------------------------------
 

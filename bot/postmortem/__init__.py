@@ -25,6 +25,7 @@ The modules, each depending only on those above it:
     record    the timeline's events as read, grouped by kind
     markdown  format_duration, the Markdown filters and render_markdown
     facts     the judgements: hints, observations, metrics, checklists
+    prefill   the resolution drafted from the record (the resolve form's and the draft's)
     build     build_postmortem: reading the record and assembling the tree
 """
 
@@ -68,6 +69,7 @@ from bot.postmortem.model import (
     TimelineEntry,
     Times,
 )
+from bot.postmortem.prefill import ResolvePrefill, load_prefill, prefill
 from bot.postmortem.record import STEP_KINDS
 
 __all__ = [
@@ -88,6 +90,7 @@ __all__ = [
     "Person",
     "Pinned",
     "PostMortem",
+    "ResolvePrefill",
     "ResponseTime",
     "SentMessage",
     "SentUpdate",
@@ -99,10 +102,12 @@ __all__ = [
     "build_postmortem",
     "detection_times",
     "format_duration",
+    "load_prefill",
     "md_escape",
     "md_fence",
     "md_inline",
     "md_link",
+    "prefill",
     "register_filters",
     "render_markdown",
 ]

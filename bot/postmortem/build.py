@@ -39,9 +39,11 @@ from bot.postmortem.model import (
     TimelineEntry,
     Times,
 )
+from bot.postmortem.prefill import ResolvePrefill, prefill
 from bot.postmortem.record import STEP_KINDS, ByKind, Event
 from bot.store.db import Database
 from bot.store.models import Alert, FollowUp, Incident, OutboxRow, TimelineEvent, TranscriptEntry
+from bot.store.models import StepRun as StepRunRow
 
 #: Past this many entries the timeline keeps its key events and elides the rest.
 TIMELINE_LIMIT = 500
@@ -161,8 +163,30 @@ async def build_postmortem(
                 .order_by(col(TranscriptEntry.id))
             )
         ).all()
+        # The grading's reasons are on the step_run rows: the drafted root cause needs them.
+        step_rows = (
+            await session.exec(
+                select(StepRunRow)
+                .where(col(StepRunRow.incident_id) == incident.id)
+                .order_by(col(StepRunRow.id))
+            )
+        ).all()
+    updates = [e for e in events if e.kind == "update"]
+    progress = str(updates[-1].data.get("progress") or "") if updates else ""
+    drafted = prefill(incident, step_rows, progress)
+    if not progress.strip():  # the title alone says less than the draft's "what happened" prompt
+        drafted = replace(drafted, summary="")
     return _assemble(
-        incident, alerts, events, follow_ups, sent, transcript, scheme, now, timeline_limit
+        incident,
+        alerts,
+        events,
+        follow_ups,
+        sent,
+        transcript,
+        scheme,
+        now,
+        timeline_limit,
+        drafted=drafted,
     )
 
 
@@ -216,7 +240,11 @@ def _assemble(
     scheme: SeverityScheme,
     now: datetime,
     timeline_limit: int,
+    *,
+    drafted: ResolvePrefill | None = None,
 ) -> PostMortem:
+    """The tree; ``drafted`` (:mod:`bot.postmortem.prefill`) fills what the responder left empty."""
+    drafted = drafted or ResolvePrefill("", "", "")
     times = detection_times(incident, alerts, now)
     kinds = ByKind(events)
     bots = {e.actor for e in kinds.of("alert")} | {a.endpoint for a in alerts} | {_BOT}
@@ -263,10 +291,10 @@ def _assemble(
         severity=incident.severity,
         severity_label=level.label if level else "",
         peak_severity=peak,
-        summary=incident.summary,
+        summary=incident.summary or drafted.summary,
         impact=incident.impact,
-        root_cause=incident.root_cause,
-        resolution=incident.resolution,
+        root_cause=incident.root_cause or drafted.root_cause,
+        resolution=incident.resolution or drafted.resolution,
         declared_by=incident.created_by,
         channel=incident.channel_name,
         commander=incident.roles.get("commander"),

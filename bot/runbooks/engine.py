@@ -9,6 +9,8 @@
        └─► approved + step_approved
     confirm (an allowed person; approved first when two-person; within pending_ttl)
        └─► running ─► done|failed + step_run
+    cancel (the requester or the incident's commander, while pending or approved)
+       └─► cancelled + step_cancelled; it can no longer be approved or confirmed
 
 Every run, refusal and approval is a ``step_run`` row and a timeline event, written in one
 transaction by ``Incidents.record`` (see :mod:`bot.runbooks.audit`). Writers lock the
@@ -74,6 +76,7 @@ class Pending:
     status: str
     expires_at: datetime
     preview: StepResult | None
+    cancelled_by: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -215,7 +218,8 @@ class Runbooks:
             session.add_all(runs)
             await session.flush()
             changes = [
-                audit.event("step_run", run, r) for run, r in zip(runs, results, strict=True)
+                *self.incidents.implied_acknowledgement(locked, actor, "ran a diagnostic"),
+                *(audit.event("step_run", run, r) for run, r in zip(runs, results, strict=True)),
             ]
             await self.incidents.record(session, locked, actor, changes)
         return [replace(r, run_id=run.id) for run, r in zip(runs, results, strict=True)]
@@ -259,7 +263,9 @@ class Runbooks:
         async with self.db.transaction() as session:
             locked = await self.incidents.lock_key(session, key)
             now = self.clock.now()
-            changes: list[Change] = []
+            changes: list[Change] = self.incidents.implied_acknowledgement(
+                locked, actor, "requested a mitigation"
+            )
             run = audit.new_run(
                 _id(locked),
                 book.id,
@@ -309,8 +315,11 @@ class Runbooks:
                 run.approved_by = [*run.approved_by, actor]
                 run.status = "approved"
                 session.add(run)
+                implied = self.incidents.implied_acknowledgement(
+                    incident, actor, "approved a mitigation"
+                )
                 await self.incidents.record(
-                    session, incident, actor, [audit.event("step_approved", run)]
+                    session, incident, actor, [*implied, audit.event("step_approved", run)]
                 )
             preview = await self._preview(session, run, book)
         if refusal is not None:
@@ -357,10 +366,51 @@ class Runbooks:
             assert stored is not None
             audit.finish(stored, result, self.clock.now())
             session.add(stored)
+            implied = self.incidents.implied_acknowledgement(locked, actor, "ran a mitigation")
             await self.incidents.record(
-                session, locked, actor, [audit.event("step_run", stored, result)]
+                session, locked, actor, [*implied, audit.event("step_run", stored, result)]
             )
         return replace(result, run_id=run_id)
+
+    async def cancel(self, run_id: int, *, actor: str) -> Pending:
+        """Withdraw a pending (or approved, not yet confirmed) mitigation request.
+
+        Only the person who requested it or the incident's commander may; anyone else is
+        refused, and the refusal is on the timeline like any other.
+        """
+        async with self.db.transaction() as session:
+            incident, run, book, mitigation = await self._load_run(session, run_id)
+            refusal: Refused | None = await self._expired(session, incident, run, actor)
+            commander = incident.roles.get("commander")
+            if refusal is None and run.status not in ("pending", "approved"):
+                refusal = RunNotPending(
+                    f"Run #{run.id} is {run.status}: there is nothing to cancel."
+                )
+            elif refusal is None and actor not in (run.requested_by, commander):
+                who = f"the requester ({run.requested_by})"
+                who += f" or the incident commander ({commander})" if commander else ""
+                refusal = NotAllowed(f"Only {who} can cancel run #{run.id}.")
+                refused = audit.refusal_of(
+                    run, actor=actor, reason=f"cancel refused: {refusal}", now=self.clock.now()
+                )
+                session.add(refused)
+                await session.flush()
+                await self.incidents.record(
+                    session, incident, actor, [audit.event("step_refused", refused)]
+                )
+            if refusal is None:
+                run.status = "cancelled"
+                run.finished_at = self.clock.now()
+                run.summary = f"cancelled by {actor}"
+                run.output = {**run.output, "cancelled_by": actor}
+                session.add(run)
+                await self.incidents.record(
+                    session, incident, actor, [audit.event("step_cancelled", run)]
+                )
+            preview = await self._preview(session, run, book)
+        if refusal is not None:
+            raise refusal
+        return self._pending(run, incident.key, mitigation, preview)
 
     # -- reads ----------------------------------------------------------------
 
@@ -423,18 +473,9 @@ class Runbooks:
     ) -> UserError | None:
         """Why ``actor`` may not approve / confirm ``run`` now (recorded), or None."""
         now = self.clock.now()
-        ttl = self.settings.pending_ttl
-        if run.status in ("pending", "approved") and now > run.requested_at + ttl:
-            run.status = "refused"
-            run.summary = f"expired: not confirmed within {format_duration(ttl)}"
-            session.add(run)
-            await self.incidents.record(
-                session, incident, actor, [audit.event("step_refused", run)]
-            )
-            return RunNotPending(
-                f"Run #{run.id} expired (its preview is stale): request it "
-                "again to see a fresh one."
-            )
+        expired = await self._expired(session, incident, run, actor)
+        if expired is not None:
+            return expired
         name = f"{book.id}/{mitigation.id}"
         allowed = self._allowed(book, mitigation)
         admitted = allowed.admits(actor=actor, roles=_roles(incident, actor, roles), groups=groups)
@@ -467,6 +508,21 @@ class Runbooks:
                 session, incident, actor, [audit.event("step_refused", refused)]
             )
         return refusal
+
+    async def _expired(
+        self, session: AsyncSession, incident: Incident, run: StepRun, actor: str
+    ) -> RunNotPending | None:
+        """Mark a request past ``pending_ttl`` expired (recorded) and say so; None if it is not."""
+        ttl = self.settings.pending_ttl
+        if run.status not in ("pending", "approved") or self.clock.now() <= run.requested_at + ttl:
+            return None
+        run.status = "refused"
+        run.summary = f"expired: not confirmed within {format_duration(ttl)}"
+        session.add(run)
+        await self.incidents.record(session, incident, actor, [audit.event("step_refused", run)])
+        return RunNotPending(
+            f"Run #{run.id} expired (its preview is stale): request it again to see a fresh one."
+        )
 
     async def _refuse(
         self,
@@ -544,6 +600,7 @@ class Runbooks:
             status=run.status,
             expires_at=run.requested_at + self.settings.pending_ttl,
             preview=preview,
+            cancelled_by=run.output.get("cancelled_by") if run.status == "cancelled" else None,
         )
 
 

@@ -27,6 +27,8 @@ A file holds one runbook (a mapping) or a list of them::
         kind: postgres
         target: main
         preview: idle_connections         # a diagnostic of this runbook: what it would touch
+        suggested_by:                     # offered on the card when these latest results grade so
+          - {diagnostic: idle_connections, grades: [yellow, red]}
         allowed: {roles: [commander], users: [U024BE7LH], groups: [S0614TZR7]}
         two_person: false                 # true: a second allowed person must approve
         timeout: 30s
@@ -43,7 +45,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
@@ -58,7 +60,7 @@ from bot.runbooks.targets import TargetsConfig
 ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 PARAM_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 _MATCHER = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*")
-_MITIGATION_KEYS = ("preview", "allowed", "two_person")
+_MITIGATION_KEYS = ("preview", "allowed", "two_person", "suggested_by")
 MAX_TIMEOUT = timedelta(minutes=10)
 
 
@@ -240,6 +242,20 @@ class Step(BaseModel):
         return self.timeout.total_seconds()
 
 
+class SuggestedBy(_Strict):
+    """A diagnostic of the runbook whose latest result, graded one of ``grades``, suggests it."""
+
+    diagnostic: str
+    grades: list[Literal["yellow", "red"]] = ["yellow", "red"]
+
+    @field_validator("grades")
+    @classmethod
+    def _some(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one grade: yellow, red")
+        return value
+
+
 class Mitigation(Step):
     """A step that changes something: previewed, permitted, maybe approved, confirmed."""
 
@@ -247,6 +263,7 @@ class Mitigation(Step):
     allowed: Allowed = Allowed(roles=["commander"])
     two_person: bool = False
     timeout: Duration = timedelta(seconds=60)
+    suggested_by: list[SuggestedBy] = []
 
 
 class Runbook(_Strict):
@@ -528,6 +545,15 @@ def _check(
                 f"{kind.target_type} (configured: {known})",
             )
     for index, mitigation in enumerate(runbook.mitigations):
+        for link, suggested in enumerate(mitigation.suggested_by):
+            try:
+                runbook.diagnostic(suggested.diagnostic)
+            except StepNotFound as error:
+                problem(
+                    ("mitigations", str(index), "suggested_by", str(link), "diagnostic"),
+                    f"mitigations.{mitigation.id}.suggested_by.{link}.diagnostic",
+                    str(error),
+                )
         if mitigation.preview is None:
             continue
         where = ("mitigations", str(index), "preview")

@@ -1,8 +1,9 @@
 """Bolt's AsyncApp and its listeners: ack first, call the core, answer in Slack.
 
 One set of listeners serves both transports: HTTP (``POST /slack/events``, signatures
-verified by Bolt) and Socket Mode. A user error becomes an ephemeral message; anything
-else is logged with a reference id, and the user sees only that id.
+checked by ``requests.SlackEvents`` and Bolt) and Socket Mode (``socket``). A request seen
+before (a replay, Slack's retry) is acked and not run again. A user error becomes an
+ephemeral message; anything else is logged with a reference id, and the user sees only that id.
 """
 
 from __future__ import annotations
@@ -27,12 +28,15 @@ from bot.drafts import postmortem_markdown
 from bot.errors import StorageUnavailable, UserError
 from bot.incidents.card import CardView, load_card
 from bot.incidents.lifecycle import Change
+from bot.incidents.silences import DURATIONS, SilencePlan
 from bot.ports.chat import ChatError
+from bot.postmortem.prefill import ResolvePrefill, load_prefill
 from bot.runbooks import text as runbook_text
-from bot.store.db import insert_ignore
-from bot.store.models import WebhookDelivery
+from bot.runbooks.suggest import suggestion
+from bot.store.replay import ReplayGuard
 from handlers.slack import blocks
 from handlers.slack.chat import SlackChat
+from handlers.slack.requests import skip_repeats
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,7 @@ Respond = Callable[..., Awaitable[Any]]
 # Runs a request's work after its ack has been answered (``Background.later``).
 Later = Callable[[Coroutine[Any, Any, None]], None]
 GROUPS_TTL_S = 300.0
+SILENCE_CHOICES = tuple(DURATIONS)  # the card's Silence button offers each
 
 
 class Listeners:
@@ -93,6 +98,9 @@ class Listeners:
     async def _answer(
         self, outcome: Outcome, respond: Respond, trigger_id: str | None, actor: str
     ) -> None:
+        if outcome.silence is not None:
+            await self._silence_preview(outcome.silence, respond)
+            return
         if outcome.results or outcome.pending or outcome.postmortem:
             await self._post_results(outcome)
             return
@@ -163,7 +171,10 @@ class Listeners:
             # The step's graded headline in the channel, its rows in the thread under it.
             head = runbook_text.headline(result)
             posted = await self.chat.call(
-                "chat.postMessage", channel=channel, text=head, blocks=blocks.message_blocks(head)
+                "chat.postMessage",
+                channel=channel,
+                text=blocks.fallback(head),
+                blocks=blocks.message_blocks(head),
             )
             rows = runbook_text.table(result, page_url=page)
             if rows:
@@ -171,19 +182,15 @@ class Listeners:
                     "chat.postMessage",
                     channel=channel,
                     thread_ts=posted["ts"],
-                    text=rows[:3000],
+                    text=blocks.fallback(rows),
                     blocks=blocks.message_blocks(rows),
                 )
         if outcome.pending is not None:
-            pending = outcome.pending
-            text = runbook_text.pending_text(pending)
             await self.chat.call(
                 "chat.postMessage",
                 channel=channel,
-                text=text[:3000],
-                blocks=blocks.pending_blocks(
-                    text, pending.run_id, needs_approval=pending.two_person and not pending.ready
-                ),
+                text=blocks.pending_fallback(outcome.pending),
+                blocks=blocks.pending_blocks(outcome.pending),
             )
         if outcome.postmortem:
             await self._post_postmortem(incident.key, channel)
@@ -216,8 +223,20 @@ class Listeners:
         if form == "update":
             modal = blocks.update_modal(view, prefill={})
         else:
-            modal = blocks.resolve_modal(view)
+            drafted = await self._prefill(key)
+            modal = blocks.resolve_modal(
+                view,
+                summary=drafted.summary,
+                root_cause=drafted.root_cause,
+                resolution=drafted.resolution,
+            )
         await self.chat.call("views.open", trigger_id=trigger_id, view=modal)
+
+    async def _prefill(self, key: str) -> ResolvePrefill:
+        """The resolution the record suggests: the resolve form starts from it."""
+        incident = await self.core.incidents.get(key)
+        async with self.core.db.transaction(read_only=True) as session:
+            return await load_prefill(session, incident)
 
     async def _card(self, key: str) -> CardView:
         incident = await self.core.incidents.get(key)
@@ -244,7 +263,7 @@ class Listeners:
                     await self.core.incidents.reopen(value, actor=actor)
                 elif action_id == blocks.POST_UPDATE:
                     await self.open_form("update", value, body.get("trigger_id"))
-                elif action_id == blocks.RESOLVE:
+                elif action_id in (blocks.RESOLVE, blocks.RESOLVE_NOW):
                     await self.open_form("resolve", value, body.get("trigger_id"))
                 elif action_id == blocks.SNOOZE:
                     key, minutes = blocks.parse_snooze(value)
@@ -253,6 +272,16 @@ class Listeners:
                         response_type="ephemeral",
                         replace_original=False,
                         text=f"Reminders for {key} snoozed for {minutes} min.",
+                    )
+                elif action_id == blocks.SILENCE:
+                    plan = await self.core.silences.preview(value, "1h")
+                    await self._silence_preview(plan, respond, durations=SILENCE_CHOICES)
+                elif action_id == blocks.UNSILENCE:
+                    ids = await self.core.silences.unsilence(value, actor=actor)
+                    await respond(
+                        response_type="ephemeral",
+                        replace_original=False,
+                        text=f"Expiring {value}'s silence(s): {', '.join(ids)}.",
                     )
                 elif action_id == blocks.RUN_DIAGNOSTICS:
                     results: list[Any] = []
@@ -292,20 +321,94 @@ class Listeners:
                     key, book, step = value.split("|", 2)
                     results = await runbooks.diagnose(key, book, step, actor=actor)
                     await self._post_results(Outcome("", key=key, results=tuple(results)))
+                elif action_id.startswith(blocks.NEXT_STEP):
+                    # A suggested mitigation: the same request (and guard) as /incident run.
+                    key, book, step = value.split("|", 2)
+                    found = await suggestion(runbooks, key, book, step)
+                    pending = await runbooks.request(
+                        key,
+                        book,
+                        step,
+                        params=found.params if found is not None else {},
+                        actor=actor,
+                        groups=await self.groups_of(actor),
+                    )
+                    await self._post_results(Outcome("", key=key, pending=pending))
                 elif action_id == blocks.RUNBOOK_APPROVE:
                     groups = await self.groups_of(actor)
                     pending = await runbooks.approve(int(value), actor=actor, groups=groups)
                     await respond(
                         response_type="in_channel",
                         replace_original=False,
-                        text=f"<@{actor}> approved {pending.title}; it can run now.",
+                        text=blocks.approved_text(pending, actor),
                     )
                 elif action_id == blocks.RUNBOOK_CONFIRM:
                     pending = await runbooks.pending(int(value))
                     groups = await self.groups_of(actor)
                     result = await runbooks.confirm(int(value), actor=actor, groups=groups)
                     await self._post_results(Outcome("", key=pending.incident, results=(result,)))
+                elif action_id == blocks.RUNBOOK_CANCEL:
+                    await self._cancel(int(value), actor, body)
             except (UserError, ValueError) as error:
+                await respond(response_type="ephemeral", replace_original=False, text=str(error))
+            except StorageUnavailable:
+                await respond(response_type="ephemeral", replace_original=False, text=_down(ref.id))
+            self.wake()
+
+    async def _cancel(self, run_id: int, actor: str, body: dict[str, Any]) -> None:
+        """Cancel a pending request: its message loses its buttons and says who cancelled it."""
+        cancelled = await self.core.runbooks.cancel(run_id, actor=actor)
+        channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get(
+            "channel_id"
+        )
+        ts = (body.get("message") or {}).get("ts") or body.get("container", {}).get("message_ts")
+        if channel and ts:
+            await self.chat.call(
+                "chat.update",
+                channel=channel,
+                ts=ts,
+                text=blocks.pending_fallback(cancelled),
+                blocks=blocks.pending_blocks(cancelled),
+            )
+        else:
+            await self._post_results(Outcome("", key=cancelled.incident, pending=cancelled))
+
+    # -- silences -------------------------------------------------------------
+
+    async def _silence_preview(
+        self, plan: SilencePlan, respond: Respond, *, durations: tuple[str, ...] = ()
+    ) -> None:
+        """Only the person asking sees the preview; its button creates exactly that silence."""
+        await respond(
+            response_type="ephemeral",
+            replace_original=False,
+            text=blocks.fallback(blocks.silence_preview_text(plan)),
+            blocks=blocks.silence_preview_blocks(plan, durations),
+        )
+
+    async def silence_confirmed(
+        self, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond
+    ) -> None:
+        await ack()
+        self.later(self._silence_confirmed(body, action, respond))
+
+    async def _silence_confirmed(
+        self, body: dict[str, Any], action: dict[str, Any], respond: Respond
+    ) -> None:
+        actor = body["user"]["id"]
+        with _reference() as ref:
+            try:
+                plan = SilencePlan.from_token(action.get("value", ""))
+                made = await self.core.silences.request(plan, actor=actor)
+                text = (
+                    f"Silence of {plan.key} requested ({plan.duration}); "
+                    "its id goes on the card and the timeline."
+                    if made
+                    else "This silence was requested already."
+                )
+                # The preview is replaced: its button cannot be pressed twice.
+                await respond(response_type="ephemeral", replace_original=True, text=text)
+            except UserError as error:
                 await respond(response_type="ephemeral", replace_original=False, text=str(error))
             except StorageUnavailable:
                 await respond(response_type="ephemeral", replace_original=False, text=_down(ref.id))
@@ -358,8 +461,6 @@ class Listeners:
         """A 📌 on a message in an incident channel puts the message on the timeline."""
         if event.get("reaction") != "pushpin" or event.get("item", {}).get("type") != "message":
             return
-        if not await self._first_event(body):
-            return
         channel = event["item"]["channel"]
         incident = await self.core.incidents.by_channel(channel)
         if incident is None:
@@ -387,8 +488,6 @@ class Listeners:
         self.later(self._member_joined(event, body))
 
     async def _member_joined(self, event: dict[str, Any], body: dict[str, Any]) -> None:
-        if not await self._first_event(body):
-            return
         incident = await self.core.incidents.by_channel(event.get("channel", ""))
         if incident is None:
             return
@@ -397,24 +496,6 @@ class Listeners:
             locked = await self.core.incidents.lock(session, incident.id or 0)
             await self.core.incidents.record(
                 session, locked, user, [Change("joined", f"<@{user}> joined the channel")]
-            )
-
-    async def _first_event(self, body: dict[str, Any]) -> bool:
-        """Slack retries events; each ``event_id`` is handled once (across replicas)."""
-        event_id = body.get("event_id")
-        if not event_id:
-            return True
-        async with self.core.db.transaction() as session:
-            return await insert_ignore(
-                session,
-                WebhookDelivery,
-                {
-                    "endpoint": "slack-events",
-                    "delivery_key": str(event_id)[:200],
-                    "received_at": self.core.clock.now(),
-                    "alerts": 0,
-                },
-                ("endpoint", "delivery_key"),
             )
 
 
@@ -449,6 +530,9 @@ def build_bolt(core: Core, chat: SlackChat, *, wake: Callable[[], None], later: 
         # Bolt's default instead polls every 10 ms for the ack from a task it started.
         process_before_response=True,
     )
+    # Replays and retries (same signature, event, envelope, trigger or click) are answered
+    # with an empty 200 and not run again; replicas share what they have seen.
+    app.use(skip_repeats(ReplayGuard(core.db, core.cache, core.clock, scope="slack")))
     listen = Listeners(core, chat, wake, later)
     app.command("/incident")(listen.command)
     for action_id in (
@@ -456,13 +540,21 @@ def build_bolt(core: Core, chat: SlackChat, *, wake: Callable[[], None], later: 
         blocks.REOPEN,
         blocks.POST_UPDATE,
         blocks.RESOLVE,
+        blocks.RESOLVE_NOW,
         blocks.SNOOZE,
         blocks.RUN_DIAGNOSTICS,
+        blocks.SILENCE,
+        blocks.UNSILENCE,
     ):
         app.action(action_id)(listen.button)
+    app.action(re.compile(rf"^{re.escape(blocks.SILENCE_CONFIRM)}\.[a-z0-9-]+$"))(
+        listen.silence_confirmed
+    )
     app.action(re.compile(rf"^{re.escape(blocks.RUNBOOK_DIAG)}\.\d+$"))(listen.runbook_button)
+    app.action(re.compile(rf"^{re.escape(blocks.NEXT_STEP)}\.\d+$"))(listen.runbook_button)
     app.action(blocks.RUNBOOK_APPROVE)(listen.runbook_button)
     app.action(blocks.RUNBOOK_CONFIRM)(listen.runbook_button)
+    app.action(blocks.RUNBOOK_CANCEL)(listen.runbook_button)
     app.view(blocks.UPDATE_MODAL)(listen.update_submitted)
     app.view(blocks.RESOLVE_MODAL)(listen.resolve_submitted)
     app.event("reaction_added")(listen.reaction)

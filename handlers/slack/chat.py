@@ -11,7 +11,7 @@ message that was posted before a crash.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -46,6 +46,8 @@ class SlackChat:
         self.client = client
         self.gate = gate or RateGate()
         self._identity: dict[str, Any] | None = None
+        #: Told each call's method and outcome (``ok``, ``429``, ``503``, Slack's error code…).
+        self.on_call: Callable[[str, str], None] = lambda method, status: None
 
     async def call(self, method: str, *, channel: str | None = None, **args: Any) -> dict[str, Any]:
         """One Web API call with the port's error semantics."""
@@ -58,19 +60,26 @@ class SlackChat:
         except SlackApiError as error:
             status = error.response.status_code
             if status == 429:
+                self.on_call(method, "429")
                 retry = float(error.response.headers.get("Retry-After", "1") or 1)
                 self.gate.back_off(method, channel, retry)
                 raise RateLimited(retry, method) from None
             if status >= 500:
+                self.on_call(method, str(status))
                 raise Transient(
                     f"{method}: HTTP {status}", uncertain=method not in _READS
                 ) from None
             code = str(error.response.get("error") or f"http_{status}")
+            self.on_call(method, code)
             if code in _FINE:
                 return dict(error.response.data) if isinstance(error.response.data, dict) else {}
             raise Rejected(code, method) from None
         except (TimeoutError, aiohttp.ClientError, SlackClientError) as error:
+            self.on_call(
+                method, "timeout" if isinstance(error, TimeoutError) else "connection_error"
+            )
             raise Transient(f"{method}: {error!r}", uncertain=method not in _READS) from None
+        self.on_call(method, "ok")
         data = response.data
         return dict(data) if isinstance(data, dict) else {}
 
@@ -207,8 +216,12 @@ class SlackChat:
             rendered = blocks.message_blocks(message.text)
         if rendered:
             rendered[0] = {**rendered[0], "block_id": marker}
-        text = blocks.card_text(message.card) if message.card is not None else message.text
-        return {"text": blocks.truncate(text, 3000), "blocks": rendered}
+        # The top-level text is mrkdwn too (notifications): escaped like the blocks.
+        if message.card is not None:
+            text = blocks.truncate(blocks.card_text(message.card), 3000)
+        else:
+            text = blocks.fallback(message.text)
+        return {"text": text, "blocks": rendered}
 
 
 def slack_chat(core: Core) -> SlackChat | None:

@@ -20,8 +20,8 @@ from bot.errors import ConfigError
 from bot.store.db import sync_url
 from bot.store.models import Alert, Incident
 from handlers.app import create_app
-from tests.web.forms import login_as
 from tests.intake.alerts.payloads import load
+from tests.web.forms import login_as
 
 CAPTURE = "alertmanager/firing_capture_am0.27.0.json"  # labels service_name="frontend"
 JSON = {"content-type": "application/json"}

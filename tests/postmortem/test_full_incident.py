@@ -175,4 +175,5 @@ async def test_one_query_per_table_however_long_the_timeline(core: Core, clock: 
     finally:
         sa.event.remove(core.db.engine.sync_engine, "before_cursor_execute", count)
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    assert len(selects) == 6, selects  # incident, alert, timeline, follow-up, outbox, transcript
+    # incident, alert, timeline, follow-up, outbox, transcript, step run (the drafted root cause)
+    assert len(selects) == 7, selects

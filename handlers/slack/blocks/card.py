@@ -31,9 +31,15 @@ RUN_DIAGNOSTICS = "incident.diagnostics"
 POST_UPDATE = "incident.update"
 RESOLVE = "incident.resolve"
 REOPEN = "incident.reopen"
+SILENCE = "incident.silence"
+UNSILENCE = "incident.unsilence"
 CARD_ACTIONS = "incident.card_actions"
+RESOLVE_NOW = "incident.resolve_now"
+NEXT_STEP = "runbook.suggest"  # a suggested mitigation: ``runbook.suggest.<n>``
+NEXT_STEPS = "incident.next_steps"  # the block of those buttons
 
 URL_MAX = 1000  # a longer link is dropped: cutting it would break it
+SHOWN_URL_MAX = 60  # the address shown as the text of a link an alert named
 
 _RANK_EMOJI = ("🔴", "🟠", "🟡")
 _LABEL_RANK = {"critical": 0, "high": 1, "medium": 2}  # the labels of both built-in schemes
@@ -65,12 +71,20 @@ def _url(url: str) -> str | None:
     return safe if len(safe) <= URL_MAX else None
 
 
-def _link(url: str, label: str) -> str | None:
+def _link(url: str, label: str, *, ours: bool = True) -> str | None:
+    """``<url|label>``; a label from an alert (not ``ours``) is shown beside its real address.
+
+    An alert may name a link anything, ``https://grafana.internal`` included: its link text is
+    then the address itself (cut to :data:`SHOWN_URL_MAX`), so a label cannot disguise it.
+    """
     safe = _url(url)
     if safe is None:
         return None
     text = clean(label, 80).replace("|", "∣") or "link"
-    return f"<{safe}|{text}>"
+    if ours:
+        return f"<{safe}|{text}>"
+    shown = truncate(safe.split("://", 1)[1], SHOWN_URL_MAX)
+    return f"{text}: <{safe}|{shown}>"
 
 
 def _fields(fields: list[str]) -> Block:
@@ -138,7 +152,9 @@ def _alert_line(alert: AlertLine) -> str:
         alert.links,
         key=lambda n: (n not in _LINK_ORDER, _LINK_ORDER.index(n) if n in _LINK_ORDER else 0),
     )
-    links = [link for n in names if (link := _link(alert.links[n], n)) is not None][:2]
+    links = [
+        link for n in names if (link := _link(alert.links[n], n, ours=n in _LINK_ORDER)) is not None
+    ][:2]
     return " · ".join([line, *links])
 
 
@@ -165,16 +181,41 @@ def _card_links(view: CardView) -> list[str]:
         items.append(f"🌐 {page}")
     shown = {view.runbook[1] if view.runbook else None, view.page_url}
     for name, url in view.links.items():
-        if url not in shown and (link := _link(url, name.capitalize())) is not None:
+        ours = name in _LINK_ORDER
+        if url not in shown and (link := _link(url, name.capitalize(), ours=ours)) is not None:
             shown.add(url)
             items.append(link)
     return items[:10]
+
+
+def _silence_lines(view: CardView, tz: ZoneInfo | None) -> list[str]:
+    lines = []
+    for silence in view.silences:
+        until = " (until resolved)" if silence.until_resolved else ""
+        lines.append(
+            f"🔕 *Silenced* until {_when(silence.ends, tz)}{until} · "
+            f"`{clean(silence.silence_id, 64)}` on `{clean(silence.target, 40)}` "
+            f"by {person(silence.created_by)}"
+        )
+    return lines
+
+
+def _unsilence_button(view: CardView) -> Block:
+    confirm = {
+        "title": plain("Expire the silences?"),
+        "text": plain("Alertmanager notifies again for the incident's alerts."),
+        "confirm": plain("Unsilence"),
+        "deny": plain("Keep them"),
+    }
+    return button("Unsilence", UNSILENCE, view.key, confirm=confirm)
 
 
 def _card_actions(view: CardView) -> Block:
     key = view.key
     if not view.is_open:
         buttons = [button("Reopen", REOPEN, key)]
+        if view.silences:
+            buttons.append(_unsilence_button(view))
     else:
         confirm = {
             "title": plain(truncate(f"Resolve {clean(key, 40)}?", CONFIRM_TITLE_MAX)),
@@ -191,7 +232,30 @@ def _card_actions(view: CardView) -> Block:
             button("Post update", POST_UPDATE, key),
             button("Resolve", RESOLVE, key, style="danger", confirm=confirm),
         ]
+        if view.resolve_ready:  # quiet after monitoring: the prefilled form, no dialog first
+            buttons.insert(0, button("Resolve now", RESOLVE_NOW, key, style="primary"))
+        if view.silenceable:
+            buttons.append(button("Silence", SILENCE, key))
+        if view.silences:
+            buttons.append(_unsilence_button(view))
     return {"type": "actions", "block_id": CARD_ACTIONS, "elements": buttons}
+
+
+def _next_step_blocks(view: CardView) -> list[Block]:
+    """The mitigations the latest diagnostics suggest, each with its reason and its button."""
+    if not view.is_open or not view.next_steps:
+        return []
+    steps = view.next_steps[:5]
+    lines = ["*Next step* (suggested by the latest diagnostics)"]
+    lines += [f"• *{clean(s.title, 150)}* — {clean(s.because, 300)}" for s in steps]
+    buttons = [
+        button(f"Run {s.title}", f"{NEXT_STEP}.{n}", f"{view.key}|{s.runbook}|{s.step}")
+        for n, s in enumerate(steps)
+    ]
+    return [
+        *(section(chunk) for chunk in pack(lines)),
+        {"type": "actions", "block_id": NEXT_STEPS, "elements": buttons},
+    ]
 
 
 def card_blocks(
@@ -222,8 +286,15 @@ def card_blocks(
     impact = truncate(escape(view.impact.strip()), SECTION_MAX - 12) or "_not yet known_"
     blocks.append(section(f"*Impact*\n{impact}"))
     blocks += _alert_blocks(view)
+    if silenced := _silence_lines(view, tz):
+        blocks += [section(chunk) for chunk in pack(silenced)]
     if links := _card_links(view):
         blocks.append(context(*links))
+    blocks += _next_step_blocks(view)
+    if view.is_open and view.resolve_ready:
+        blocks.append(
+            context("✅ Every alert has resolved and it has been quiet: resolve it when ready.")
+        )
     blocks.append(_card_actions(view))
     return blocks
 

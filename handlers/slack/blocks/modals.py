@@ -129,16 +129,27 @@ def update_modal(view: CardView, *, prefill: Mapping[str, str]) -> Block:
     return _modal(UPDATE_MODAL, view, "Update", blocks)
 
 
-def resolve_modal(view: CardView, *, summary: str = "", postmortem: bool = True) -> Block:
-    """The runbook's Resolution template as a form; the post-mortem box starts ``postmortem``."""
+def resolve_modal(
+    view: CardView,
+    *,
+    summary: str = "",
+    postmortem: bool = True,
+    root_cause: str = "",
+    resolution: str = "",
+) -> Block:
+    """The runbook's Resolution template as a form; the post-mortem box starts ``postmortem``.
+
+    ``summary``, ``root_cause`` and ``resolution`` prefill the fields (the record's draft,
+    :mod:`bot.postmortem.prefill`): the responder edits them and submits.
+    """
     box = _option(POSTMORTEM, "Schedule a post-mortem")
     checkbox: Block = {"type": "checkboxes", "options": [box]}
     if postmortem:
         checkbox["initial_options"] = [box]
     blocks = [
         _text("summary", "Summary", "What happened", summary, multiline=False, optional=False),
-        _text("root_cause", "Root cause", "Brief description"),
-        _text("resolution", "Resolution", "What fixed it"),
+        _text("root_cause", "Root cause", "Brief description", root_cause),
+        _text("resolution", "Resolution", "What fixed it", resolution),
         _input("postmortem", "Follow-up", checkbox),
     ]
     return _modal(RESOLVE_MODAL, view, "Resolve", blocks)
