@@ -35,6 +35,7 @@ class Outcome:
     runbooks: tuple[Runbook, ...] = ()
     postmortem: bool = False
     silence: SilencePlan | None = None  # a silence's preview, to confirm
+    mentions: tuple[str, ...] = ()  # user ids ``text`` mentions as <@…> (the rest is escaped)
 
 
 GroupsOf = Callable[[str], Awaitable[list[str]]]
@@ -86,7 +87,9 @@ class Dispatcher:
         match command:
             case c.Ack():
                 await incidents.acknowledge(key, actor=actor)
-                return Outcome(f"{key} acknowledged by <@{actor}>.", key=key, public=True)
+                return Outcome(
+                    f"{key} acknowledged by <@{actor}>.", key=key, public=True, mentions=(actor,)
+                )
             case c.Sev(_, severity, reason):
                 done = await incidents.set_severity(key, severity, actor=actor, reason=reason)
                 return Outcome(f"{key} is now {done.severity}.", key=key, public=True)
@@ -95,7 +98,9 @@ class Dispatcher:
                 return Outcome(f"{key} is now {status.value}.", key=key, public=True)
             case c.Assign(_, role, user):
                 await incidents.assign(key, role, user, actor=actor)
-                return Outcome(f"{_who(user)} is {role} of {key}.", key=key, public=True)
+                return Outcome(
+                    f"{_who(user)} is {role} of {key}.", key=key, public=True, mentions=(user,)
+                )
             case c.Note(_, text):
                 await incidents.note(key, text, actor=actor)
                 return Outcome(f"Noted on {key}'s timeline.", key=key)

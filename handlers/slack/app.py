@@ -108,7 +108,7 @@ class Listeners:
             steps = [(b.id, s.id, s.title) for b in outcome.runbooks for s in b.diagnostics]
             await respond(
                 response_type="ephemeral",
-                text=outcome.text,
+                text=blocks.reply_text(outcome.text, outcome.mentions),
                 blocks=blocks.runbook_blocks(outcome.text, outcome.key, steps),
             )
             return
@@ -119,18 +119,20 @@ class Listeners:
             zone = self.core.templates.zone
             await respond(
                 response_type="ephemeral",
-                text=outcome.text,
+                text=blocks.reply_text(outcome.text, outcome.mentions),
                 blocks=blocks.timeline_blocks(outcome.key, outcome.events, tz=zone),
             )
             return
         if outcome.text.startswith(("Usage", "`/incident")) or "\n" in outcome.text:
             await respond(
                 response_type="ephemeral",
-                text=outcome.text,
+                text=blocks.reply_text(outcome.text, outcome.mentions),
                 blocks=blocks.help_blocks(outcome.text),
             )
             return
-        await respond(response_type="ephemeral", text=outcome.text)
+        await respond(
+            response_type="ephemeral", text=blocks.reply_text(outcome.text, outcome.mentions)
+        )
 
     async def groups_of(self, user: str) -> list[str]:
         """The user groups named by any runbook permission that ``user`` belongs to.

@@ -244,3 +244,25 @@ def test_a_hostile_alert_reaches_slack_only_escaped(harness: Harness) -> None:  
     assert {r.sequence for r in mine} <= {f"<#{channel.id}>"} | {
         r.sequence for r in mine if r.sequence.startswith(("<!date^", "<http://prometheus"))
     }
+
+
+def test_command_replies_escape_alert_text(harness: Harness) -> None:
+    general = harness.fake.channel_by_name("general").id
+    title = "DB down <!channel> <@U0EVIL> <https://evil.example|click here>"
+    assert harness.command(f"declare {title}", channel=general).status_code == 200
+    harness.wait("the declare reply", lambda: harness.fake.responses)
+    before = len(harness.fake.responses)
+    assert harness.command("list", channel=general).status_code == 200
+    listed = harness.wait("the list reply", lambda: harness.fake.responses[before:])[-1]
+    assert "DB down &lt;!channel&gt;" in listed["text"]
+    for raw in ("<!channel>", "<@U0EVIL>", "<https://evil.example"):
+        assert raw not in json.dumps(listed)
+
+
+def test_a_reply_keeps_only_the_mentions_the_core_made() -> None:
+    text = "INC-0001 acknowledged by <@U012ALICE>. Title: <@U0EVIL> <!here>"
+    out = blocks.reply_text(text, ("U012ALICE",))
+    assert "<@U012ALICE>" in out
+    assert "<@U0EVIL>" not in out
+    assert "&lt;@U0EVIL&gt;" in out
+    assert "<!here>" not in out

@@ -97,7 +97,7 @@ from handlers.slack.blocks.silences import (
     silence_preview_blocks,
     silence_preview_text,
 )
-from handlers.slack.blocks.text import core_text, escape, fallback, truncate
+from handlers.slack.blocks.text import core_text, escape, fallback, reply_text, truncate
 
 __all__ = [
     "ACK",
@@ -155,6 +155,7 @@ __all__ = [
     "read_resolve_submission",
     "read_update_submission",
     "reminder_blocks",
+    "reply_text",
     "resolve_modal",
     "runbook_blocks",
     "silence_preview_blocks",

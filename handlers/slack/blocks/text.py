@@ -57,6 +57,19 @@ def core_text(text: str) -> str:
     return _ESCAPED_CHANNEL.sub(r"<#\1>", escape(text))
 
 
+def reply_text(text: str, mentions: tuple[str, ...] = ()) -> str:
+    """A command's reply, escaped whole, with the mentions the core itself made kept.
+
+    ``mentions`` are the user ids the core wrote as ``<@U…>`` (the actor, the person given a
+    role); anything else that looks like a mention or a link came with alert or user text and
+    stays escaped.
+    """
+    out = core_text(text)
+    for user in mentions:
+        out = out.replace(f"&lt;@{user}&gt;", f"<@{user}>")
+    return out
+
+
 def fallback(text: str) -> str:
     """A message's top-level ``text`` (notifications, screen readers), escaped and cut."""
     return truncate(core_text(text), FALLBACK_MAX)
