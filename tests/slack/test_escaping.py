@@ -246,7 +246,7 @@ def test_a_hostile_alert_reaches_slack_only_escaped(harness: Harness) -> None:  
     }
 
 
-def test_command_replies_escape_alert_text(harness: Harness) -> None:
+def test_command_replies_escape_alert_text(harness: Harness) -> None:  # noqa: F811
     general = harness.fake.channel_by_name("general").id
     title = "DB down <!channel> <@U0EVIL> <https://evil.example|click here>"
     assert harness.command(f"declare {title}", channel=general).status_code == 200
