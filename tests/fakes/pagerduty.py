@@ -24,9 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from tests.loopback import Loopback, QuietHandler
 
 SPEC_FILE = Path(__file__).resolve().parents[1] / "data" / "pagerduty" / "events_v2_openapiv3.json"
 
@@ -140,13 +141,12 @@ class FakePagerDuty:
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: Loopback | None = None
 
     @property
     def url(self) -> str:
         assert self._server is not None, "not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._server.url
 
     def answer(self, body: bytes) -> tuple[int, dict[str, str], dict[str, Any]]:
         """(status, headers, JSON body) for one ``POST /v2/enqueue``."""
@@ -183,40 +183,24 @@ class FakePagerDuty:
     def __enter__(self) -> FakePagerDuty:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 if self.path != "/v2/enqueue":
-                    self._send(404, {}, {"status": "not found", "message": self.path})
+                    self.send_json(404, {"status": "not found", "message": self.path})
                 elif "application/json" not in (self.headers.get("Content-Type") or ""):
-                    self._send(400, {}, _error(["Content-Type must be application/json"]))
+                    self.send_json(400, _error(["Content-Type must be application/json"]))
                 else:
-                    self._send(*fake.answer(body))
+                    code, headers, answer = fake.answer(body)
+                    self.send_json(code, answer, headers)
 
-            def _send(self, code: int, headers: dict[str, str], body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+        self._server = Loopback(Handler)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
 
     def actions(self, dedup_key: str) -> list[str]:
         return [e["event_action"] for e in self.events if e["dedup_key"] == dedup_key]

@@ -13,11 +13,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from tests.conftest import LiveServer, service_missing
 from tests.fakes.slack_api import FakeSlack, running_fake_slack_in_thread
 from tests.fakes.slack_state import ALICE, BOT_TOKEN
 from tests.intake.test_alertmanager_real import free_port
+from tests.loopback import Loopback, QuietHandler
 from tests.slack.test_e2e import SECRET, Harness
 from tests.waiting import wait_for
 
@@ -47,7 +46,7 @@ class Recorder:
         self.seen: list[tuple[float, str, str]] = []  # (monotonic time, alertname, status)
         recorder = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 name = body.get("groupLabels", {}).get("alertname", "")
@@ -55,19 +54,14 @@ class Recorder:
                 self.send_response(200)
                 self.end_headers()
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = Loopback(Handler)
+        self.url = f"{self.server.url}/"
 
     def count(self, name: str) -> int:
         return sum(1 for _, n, status in self.seen if n == name and status == "firing")
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 @pytest.fixture

@@ -8,12 +8,11 @@ Redis checks read ``REDIS_URL`` (db 15); FLUSHDB runs only against db 13 (``FLUS
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from bot.runbooks.targets import (
 )
 from bot.store.db import Database
 from bot.store.models import Incident
+from tests.loopback import Loopback, QuietHandler
 
 from ..conftest import REDIS_URL, create_pg_database, drop_pg_database, service_missing
 
@@ -90,17 +90,9 @@ class LocalService:
 
 
 def _handler(service: LocalService) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def _send(self, status: int, body: Any, content_type: str = "application/json") -> None:
-            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.send_json(status, body, content_type=content_type)
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -136,21 +128,16 @@ def _handler(service: LocalService) -> type[BaseHTTPRequestHandler]:
 
 
 @pytest.fixture(scope="session")
-def _http_server() -> Iterator[tuple[ThreadingHTTPServer, LocalService]]:
+def _http_server() -> Iterator[LocalService]:
     service = LocalService(url="")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(service))
-    server.daemon_threads = True
-    service.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server, service
-    server.shutdown()
-    server.server_close()
+    with Loopback(_handler(service)) as server:
+        service.url = server.url
+        yield service
 
 
 @pytest.fixture
-def service(_http_server: tuple[ThreadingHTTPServer, LocalService]) -> LocalService:
-    _server, found = _http_server
+def service(_http_server: LocalService) -> LocalService:
+    found = _http_server
     found.hooks.clear()
     found.metrics = {
         "error_rate": 2.5,

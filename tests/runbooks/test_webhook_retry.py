@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from bot.runbooks.kinds import StepCall, StepFailed
 from bot.runbooks.targets import WebhookTarget
 from bot.runbooks.webhook import MAX_ATTEMPTS, WebhookKind, WebhookSpec
 from bot.store.models import Incident
+from tests.loopback import Loopback, QuietHandler
 
 from .conftest import COMMANDER, SQLITE_STORE, write_runbook
 
@@ -36,13 +35,10 @@ class Flaky:
         self.seen: list[dict[str, Any]] = []
         self.url = ""
 
-    def handler(self) -> type[BaseHTTPRequestHandler]:
+    def handler(self) -> type[QuietHandler]:
         flaky = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 flaky.seen.append({"headers": dict(self.headers), "body": body, "at": time.time()})
@@ -50,13 +46,8 @@ class Flaky:
                 if failing and flaky.hang_s:
                     time.sleep(flaky.hang_s)
                 status, answer = (503, {"error": "busy"}) if failing else (200, {"ok": True})
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
                 with contextlib.suppress(OSError):  # the client gave up on this attempt
-                    self.wfile.write(data)
+                    self.send_json(status, answer)
 
         return Handler
 
@@ -64,14 +55,9 @@ class Flaky:
 @pytest.fixture
 def flaky() -> Iterator[Flaky]:
     found = Flaky()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), found.handler())
-    server.daemon_threads = True
-    found.url = f"http://127.0.0.1:{server.server_address[1]}/deploy"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield found
-    server.shutdown()
-    server.server_close()
+    with Loopback(found.handler()) as server:
+        found.url = f"{server.url}/deploy"
+        yield found
 
 
 BOOK = """\
