@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from bot.store.db import sync_url
-from tests.conftest import LiveServer, service_missing
+from tests.alertmanager_process import running_alertmanager
+from tests.conftest import LiveServer
 from tests.waiting import wait_for
 
 TOKEN = "am-shared-token"
@@ -40,16 +39,7 @@ def warroom(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def alertmanager(warroom: LiveServer, tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    if binary is None:
-        service_missing(
-            "Alertmanager (prometheus-alertmanager)",
-            "Install it: apt-get install prometheus-alertmanager.",
-        )
-    port = free_port()
-    config = tmp_path / "alertmanager.yml"
-    config.write_text(
-        f"""
+    config = f"""
 route:
   receiver: warroom
   group_by: [alertname, service]
@@ -65,33 +55,8 @@ receivers:
           authorization:
             credentials: {TOKEN}
 """
-    )
-    log = (tmp_path / "alertmanager.log").open("w")
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.path={tmp_path / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
-        except httpx.TransportError:
-            assert process.poll() is None, (tmp_path / "alertmanager.log").read_text()
-            return False
-
-    wait_for("Alertmanager to start", ready, seconds=30, every=0.2)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
-    log.close()
+    with running_alertmanager(config, tmp_path, free_port()) as url:
+        yield url
 
 
 def push(url: str, *, ends_at: datetime | None = None) -> None:

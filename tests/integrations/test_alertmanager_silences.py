@@ -11,8 +11,6 @@ and the notifications come back.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,7 +22,8 @@ import pytest
 import sqlalchemy as sa
 
 from bot.store.db import sync_url
-from tests.conftest import LiveServer, service_missing
+from tests.alertmanager_process import alertmanager_binary, running_alertmanager
+from tests.conftest import LiveServer
 from tests.fakes.slack_api import FakeSlack, running_fake_slack_in_thread
 from tests.fakes.slack_state import ALICE, BOT_TOKEN
 from tests.intake.test_alertmanager_real import free_port
@@ -66,14 +65,7 @@ class Recorder:
 
 @pytest.fixture
 def binary() -> str:
-    found = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    if found is None:
-        service_missing(
-            "Alertmanager (prometheus-alertmanager)",
-            "Install it: apt-get install prometheus-alertmanager.",
-        )
-    assert found is not None
-    return found
+    return alertmanager_binary()
 
 
 @pytest.fixture
@@ -109,9 +101,7 @@ def stack(
         },
     )
     recorder = Recorder()
-    am_config = tmp_path / "alertmanager.yml"
-    am_config.write_text(
-        f"""
+    am_config = f"""
 route:
   receiver: warroom
   group_by: [alertname]
@@ -128,34 +118,10 @@ receivers:
             credentials: {TOKEN}
       - url: {recorder.url}
 """
-    )
-    log = (tmp_path / "alertmanager.log").open("w")
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={am_config}",
-            f"--storage.path={tmp_path / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{am_port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{am_url}/-/ready", timeout=1).status_code == 200
-        except httpx.TransportError:
-            assert process.poll() is None, (tmp_path / "alertmanager.log").read_text()
-            return False
-
     try:
-        wait_for("Alertmanager to start", ready, seconds=30, every=0.2)
-        yield warroom, am_url, recorder
+        with running_alertmanager(am_config, tmp_path, am_port):
+            yield warroom, am_url, recorder
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
         recorder.close()
         warroom.stop()
 
