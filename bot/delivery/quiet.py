@@ -71,16 +71,27 @@ async def schedule_resolve_offers(
 ) -> list[str]:
     """Record the offer (and schedule its reminder) for each incident quiet long enough."""
     offered: list[str] = []
-    async with db.transaction() as session:
-        query = select(col(Incident.id)).where(col(Incident.status) == Status.MONITORING.value)
-        ids = [i for i in (await session.exec(query)).all() if i is not None]
-    for incident_id in ids:
+
+    async def due(session: AsyncSession, incident: Incident) -> datetime | None:
+        since = await quiet_since(session, incident)
+        quiet = quiet_for(incident.severity)
+        if since is None or now - since < quiet or await resolve_ready(session, incident):
+            return None
+        return since
+
+    # Read first, without the write lock: most incidents in monitoring are not due yet.
+    async with db.transaction(read_only=True) as session:
+        query = select(Incident).where(col(Incident.status) == Status.MONITORING.value)
+        candidates = [i.id for i in (await session.exec(query)).all() if await due(session, i)]
+    for incident_id in candidates:
+        assert incident_id is not None
         async with db.transaction() as session:
             incident = await incidents.lock(session, incident_id)
-            since = await quiet_since(session, incident)
-            quiet = quiet_for(incident.severity)
-            if since is None or now - since < quiet or await resolve_ready(session, incident):
+            # Again, under the lock: another replica may have offered it meanwhile.
+            since = await due(session, incident)
+            if since is None:
                 continue
+            quiet = quiet_for(incident.severity)
             minutes = int(quiet.total_seconds() // 60)
             text = (
                 f"every alert resolved and quiet for {minutes} min in monitoring: ready to resolve"
