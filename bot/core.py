@@ -7,13 +7,14 @@ command); nothing here runs at import time.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.clock import Clock, SystemClock
 from bot.config.settings import Settings
 from bot.delivery.notify import Notifier
 from bot.delivery.paging import PageListener, Paging, PagingPolicy
-from bot.delivery.silences import Silences
+from bot.delivery.silences import Deliver, Silences
 from bot.delivery.transcript import TranscriptChat
 from bot.delivery.updates import Updates
 from bot.delivery.worker import DeliveryWorker
@@ -102,6 +103,7 @@ class Core:
         worker_id: str | None = None,
         silencer: Silencer | None = None,
         pager: Pager | None = None,
+        kinds: Mapping[str, Deliver] | None = None,
     ) -> DeliveryWorker:
         """A delivery worker to ``chat`` (the local transcript when none is given) and, for
         silences, to ``silencer`` (the handlers inject the adapter, e.g. Alertmanager's)."""
@@ -120,6 +122,7 @@ class Core:
             silencer=silencer,
             pager=pager,
             paging=PagingPolicy.from_settings(self.settings),
+            kinds=kinds,
         )
 
     async def close(self) -> None:

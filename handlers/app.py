@@ -33,7 +33,7 @@ from handlers.slack.requests import SlackEvents
 from handlers.slack.socket import SocketMode, TokenRefused
 from handlers.webhooks import Webhooks
 from integrations.alertmanager import alertmanager_silencer
-from integrations.pagerduty import pagerduty_pager
+from integrations.paging import configured_pager
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class Background:
         self.worker = core.delivery(
             chat,
             silencer=alertmanager_silencer(core.settings),
-            pager=pagerduty_pager(core.settings),
+            pager=configured_pager(core.settings),
         )
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []

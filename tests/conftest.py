@@ -48,6 +48,7 @@ TABLES = (
     "transcript",
     "replay_key",
     "web_session",
+    "external_record",
     "incident",
 )
 

@@ -9,7 +9,7 @@ working on (a row may wait minutes for Slack's rate limits), so no one else take
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,11 +20,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from bot.store.db import Database
-from bot.store.models import OutboxRow, UTCDateTime
+from bot.store.models import Incident, OutboxRow, UTCDateTime
 
 PENDING = "pending"
 DONE = "done"
 FAILED = "failed"
+
+#: What the worker calls for a row of a kind an integration delivers: (row, incident) → result.
+Deliver = Callable[[OutboxRow, Incident], Awaitable[dict[str, Any]]]
 
 
 async def enqueue(

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +30,7 @@ from bot.errors import StorageUnavailable
 from bot.incidents.card import CardView, load_card
 from bot.incidents.channel import channel_name, with_suffix
 from bot.incidents.lifecycle import Change, Incidents
+from bot.ports import errors as port
 from bot.ports.chat import Chat, ChatError, Message, RateLimited, Rejected, Transient
 from bot.ports.paging import Pager, PageRefused, PageThrottled, PageUnavailable
 from bot.ports.silencing import Refused, Silencer, Unavailable
@@ -72,6 +74,7 @@ class DeliveryWorker:
         silencer: Silencer | None = None,
         pager: Pager | None = None,
         paging: PagingPolicy | None = None,
+        kinds: Mapping[str, Deliver] | None = None,
     ) -> None:
         self.runbooks = runbooks
         self.db = db
@@ -97,6 +100,8 @@ class DeliveryWorker:
         self.kinds |= PagingDelivery(
             db, incidents, pager, paging, max_attempts=max_attempts
         ).kinds()
+        #: The other integrations' kinds (status page, tickets, export), composed by the caller.
+        self.kinds |= dict(kinds or {})
 
     async def run_once(self) -> int:
         """Claim and deliver one batch (lanes in parallel); return how many rows were tried."""
@@ -206,22 +211,26 @@ class DeliveryWorker:
         now = self.clock.now()
         try:
             result = await self._execute(row)
-        except (RateLimited, PageThrottled) as error:
+        except (RateLimited, PageThrottled, port.Throttled) as error:
             wait = timedelta(seconds=max(error.retry_after, 1.0))
             await self._settle(row, error=str(error), retry_at=now + wait, count_attempt=False)
         except NotYet as error:
             wait = timedelta(seconds=1)
             await self._settle(row, error=str(error), retry_at=now + wait, count_attempt=False)
-        except (NoSilencer, NoPager) as error:  # left for a process with the adapter (server)
+        except (
+            NoSilencer,
+            NoPager,
+            port.NoAdapter,
+        ) as error:  # left for a process with the adapter (server)
             wait = timedelta(seconds=30)
             await self._settle(row, error=str(error), retry_at=now + wait, count_attempt=False)
-        except (Transient, Unavailable, PageUnavailable) as error:
+        except (Transient, Unavailable, PageUnavailable, port.Unavailable) as error:
             attempts = row.attempts + 1
             retry: datetime | None = None
             if attempts < self.max_attempts:
                 retry = now + _backoff(attempts)
             await self._settle(row, error=str(error), retry_at=retry, uncertain=error.uncertain)
-        except (Rejected, NoChannel, Refused, PageRefused) as error:
+        except (Rejected, NoChannel, Refused, PageRefused, port.Refused) as error:
             log.error(
                 "outbox row %s (%s) failed: %s",
                 row.id,

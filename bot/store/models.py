@@ -345,3 +345,43 @@ class WebSession(SQLModel, table=True):
     created_at: datetime = _when(nullable=False)
     expires_at: datetime = _when(nullable=False, index=True)
     revoked_at: datetime | None = _when()
+
+
+class ExternalRecord(SQLModel, table=True):
+    """Something an integration made outside warroom for an incident, and what it last said.
+
+    A status page incident, a ticket filed for a follow-up, an exported post-mortem page: one
+    row per ``(incident_id, ref)``, where ``ref`` names the thing within the incident (e.g.
+    ``statuspage:public``, ``ticket:jira:42`` for follow-up 42, ``export:confluence``), so a
+    retry or a re-export finds the row and updates the same thing instead of making a second.
+    ``external_id`` and ``url`` are the vendor's; ``state`` its last known state and ``done``
+    whether that state counts as finished; ``version`` what a conditional read sends back (an
+    ETag, an ``updated`` time, a page version).
+    """
+
+    __tablename__ = "external_record"
+    __table_args__ = (sa.UniqueConstraint("incident_id", "ref", name="uq_external_record"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(
+        sa_column=sa.Column(
+            sa.ForeignKey("incident.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    ref: str = Field(max_length=120)
+    kind: str = Field(max_length=16)
+    target: str = Field(max_length=80)
+    vendor: str = Field(max_length=40)
+    follow_up_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.ForeignKey("follow_up.id", ondelete="SET NULL"), nullable=True),
+    )
+    external_id: str = Field(default="", max_length=200)
+    url: str | None = None
+    state: str = Field(default="", max_length=40)
+    done: bool = False
+    version: str = Field(default="", max_length=200)
+    data: dict[str, Any] = _json()
+    created_at: datetime = _when(nullable=False)
+    updated_at: datetime = _when(nullable=False)
+    checked_at: datetime | None = _when()
