@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from bot.config.export import ExportSettings as ExportSettings
 from bot.config.sections import (
     DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL,
 )
@@ -63,6 +64,9 @@ from bot.config.sections import (
     SlackSettings as SlackSettings,
 )
 from bot.config.sections import (
+    TicketSettings as TicketSettings,
+)
+from bot.config.sections import (
     WebhookSettings as WebhookSettings,
 )
 from bot.config.sections import (
@@ -80,6 +84,8 @@ from bot.config.sections import (
 from bot.config.sections import (
     parse_duration as parse_duration,
 )
+from bot.config.statuspage import StatusPageTarget as StatusPageTarget
+from bot.config.statuspage import check_names as _check_statuspage_names
 from bot.errors import ConfigError, ConfigProblem, InvalidSeverity
 from bot.incidents.severity import SeverityScheme
 from bot.runbooks.settings import RunbookSettings
@@ -126,6 +132,9 @@ class Settings(BaseSettings):
     runbooks: RunbookSettings = RunbookSettings()
     alertmanager: dict[str, AlertmanagerSettings] = Field(default_factory=dict)
     paging: PagingSettings = PagingSettings()
+    tickets: TicketSettings = TicketSettings()
+    statuspage: dict[str, StatusPageTarget] = Field(default_factory=dict)
+    export: ExportSettings = ExportSettings()
     templates_dir: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     config_file: Path | None = Field(default=None, exclude=True)
@@ -137,6 +146,11 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"endpoint names are lowercase letters, digits, - and _: {bad}")
         return hooks
+
+    @field_validator("statuspage")
+    @classmethod
+    def _statuspage_names(cls, pages: dict[str, StatusPageTarget]) -> dict[str, StatusPageTarget]:
+        return _check_statuspage_names(pages)
 
     @model_validator(mode="after")
     def _silence_targets(self) -> Settings:
@@ -158,6 +172,23 @@ class Settings(BaseSettings):
                     scheme.get(name)
                 except InvalidSeverity as error:
                     raise ValueError(f"paging.rules[{index}].severities: {error}") from None
+        for name, target in self.paging.opsgenie.items():
+            for level in target.priorities:
+                try:
+                    scheme.get(level)
+                except InvalidSeverity as error:
+                    raise ValueError(f"paging.opsgenie.{name}.priorities: {error}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _ticket_priorities(self) -> Settings:
+        scheme = self.severity_scheme()
+        for name, target in self.tickets.targets.items():
+            for level in target.priority:
+                try:
+                    scheme.get(level)
+                except InvalidSeverity as error:
+                    raise ValueError(f"tickets.targets.{name}.priority: {error}") from None
         return self
 
     def silence_target(self, endpoint: str) -> str | None:
@@ -285,23 +316,40 @@ def _read_yaml(
             ],
         )
     lines: dict[tuple[str, ...], int] = {}
-    _map_lines(node, (), lines)
-    return data, lines, []
+    repeated: list[ConfigProblem] = []
+    _map_lines(node, (), lines, repeated, where)
+    return data, lines, repeated
 
 
 def _map_lines(
-    node: yaml.Node | None, path: tuple[str, ...], out: dict[tuple[str, ...], int]
+    node: yaml.Node | None,
+    path: tuple[str, ...],
+    out: dict[tuple[str, ...], int],
+    repeated: list[ConfigProblem],
+    where: str,
 ) -> None:
+    """Each key's line; a key given twice in one mapping is a problem (YAML keeps the last
+    silently, so a whole section written twice would lose its first copy)."""
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = (*path, str(key_node.value))
-            out[key] = key_node.start_mark.line + 1
-            _map_lines(value_node, key, out)
+            line = key_node.start_mark.line + 1
+            if key in out:
+                repeated.append(
+                    ConfigProblem(
+                        source=where,
+                        key=".".join(key),
+                        message=f"given twice (first on line {out[key]}); merge the two",
+                        line=line,
+                    )
+                )
+            out[key] = line
+            _map_lines(value_node, key, out, repeated, where)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             key = (*path, str(index))
             out[key] = item.start_mark.line + 1
-            _map_lines(item, key, out)
+            _map_lines(item, key, out, repeated, where)
 
 
 def _secrets_in_file(

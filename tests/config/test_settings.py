@@ -187,3 +187,15 @@ def test_durations(text: str, expected: timedelta) -> None:
 def test_mask_url_keeps_everything_but_the_password() -> None:
     assert mask_url("redis://:pw@cache:6379/0") == "redis://:********@cache:6379/0"
     assert mask_url("sqlite:///./incidents.db") == "sqlite:///./incidents.db"
+
+
+def test_a_key_given_twice_is_refused_not_silently_dropped(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "server:\n  port: 8081\nincidents:\n  key_prefix: OPS\nserver:\n  host: 0.0.0.0\n"
+        "slack:\n  routing: []\n  routing: []\n",
+    )
+    assert problems(path) == [
+        f"{path}:5: server: given twice (first on line 1); merge the two",
+        f"{path}:9: slack.routing: given twice (first on line 8); merge the two",
+    ]
