@@ -105,10 +105,12 @@ class PagingPolicy:
 
     @property
     def configured(self) -> bool:
-        return bool(self.settings.pagerduty)
+        return bool(self.settings.targets)
 
     def vendor(self, target: str) -> str:
-        return "PagerDuty" if target in self.settings.pagerduty else "pager"
+        if target in self.settings.pagerduty:
+            return "PagerDuty"
+        return "Opsgenie" if target in self.settings.opsgenie else "pager"
 
     def targets_for(self, incident: Incident) -> list[str]:
         if incident.created_by in self.quiet_endpoints:
@@ -290,10 +292,10 @@ class Paging:
 
     async def page(self, key: str, target: str, *, actor: str) -> str:
         """Write the trigger and the request on the timeline; the worker pages."""
-        known = self.policy.settings.pagerduty
+        known = self.policy.settings.targets
         if not known:
             raise UserError(
-                "Paging is not configured: add a `paging.pagerduty` target "
+                "Paging is not configured: add a `paging.pagerduty` or `paging.opsgenie` target "
                 "(README, “Paging and escalation”)."
             )
         if target not in known:

@@ -1,4 +1,4 @@
-"""The paging port: what the core asks of an on-call pager (PagerDuty's Events API v2 today).
+"""The paging port: what the core asks of an on-call pager (PagerDuty, Opsgenie).
 
 ::
 
