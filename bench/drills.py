@@ -7,6 +7,7 @@ non-zero on any loss or duplicate.
     python -m bench.drills redis      # Redis stopped mid-run, started again later
     python -m bench.drills postgres   # Postgres stopped mid-run for 8 s, then started
     python -m bench.drills replicas   # two servers on one Postgres and one Redis
+    python -m bench.drills escalation # escalation: two servers, PagerDuty failing 30%, a SIGKILL
     python -m bench.drills all
 
 The senders retry what did not get a 2xx, as Alertmanager does. The audit: every alert that
@@ -20,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,10 +37,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import _escalation as esc  # noqa: E402
 from bench._drill import (  # noqa: E402
     PrivateRedis,
     Sent,
@@ -48,8 +53,10 @@ from bench._drill import (  # noqa: E402
     wait_delivered,
 )
 from bench.ingest import drop, postgres_url  # noqa: E402
-from bench.slack_bench import am_body, start_server  # noqa: E402
+from bench.slack_bench import SECRET, am_body, start_server  # noqa: E402
+from tests.fakes.pagerduty import FakePagerDuty  # noqa: E402
 from tests.fakes.slack_api import running_fake_slack_in_thread  # noqa: E402
+from tests.fakes.slack_state import BOT_TOKEN  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 SPEED = 10.0  # Slack's rate limits, ten times faster, so a drill takes minutes, not an hour
@@ -76,11 +83,14 @@ class Stage:
     workdir: Path
     redis: PrivateRedis | None = None
 
-    def server(self) -> tuple[Any, str]:
-        """Start a `warroom serve` on this stage; (process, base URL)."""
+    def server(self, extra: dict[str, str] | None = None) -> tuple[Any, str]:
+        """Start a `warroom serve` on this stage (``extra``: more environment variables);
+        (process, base URL)."""
         broadcast = self.fake.channel_by_name("incidents").id
         env = {"REDIS_URL": self.redis.url} if self.redis else {}
-        return start_server(self.db_url, self.fake.base_url, broadcast, self.workdir, env)
+        return start_server(
+            self.db_url, self.fake.base_url, broadcast, self.workdir, {**env, **(extra or {})}
+        )
 
 
 @contextlib.contextmanager
@@ -312,12 +322,183 @@ def replicas_drill(alerts: int, groups: int) -> dict[str, Any]:
             stop(second)
 
 
+def _cli(on: Stage, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    """Start a `warroom` command on the stage, as an operator's shell would run it."""
+    broadcast = on.fake.channel_by_name("incidents").id
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("WARROOM_", "SLACK_"))}
+    full.update(
+        DATABASE_URL=on.db_url,
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SECRET,
+        WARROOM_SLACK__API_URL=on.fake.base_url,
+        WARROOM_SLACK__BROADCAST_CHANNEL=broadcast,
+        **({"REDIS_URL": on.redis.url} if on.redis else {}),
+        **env,
+    )
+    command = [str(Path(sys.executable).with_name("warroom")), "--as", "drill-oncall", *args]
+    return subprocess.Popen(
+        command, cwd=on.workdir, env=full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+def escalation_drill(alerts: int, groups: int) -> dict[str, Any]:
+    """Escalation across two replicas and a SIGKILL, PagerDuty failing 30% of calls.
+
+    ``groups`` incidents are opened by alerts (so nobody has acknowledged them), half through
+    each replica; of every ten, four are acknowledged from the CLI and one resolved by its
+    alert's resolve, well before their response time (90 s in the drill's scheme); the rest
+    escalate: step 1 pages ``secondary``, step 2 (10 s later) tells the channel. When step 1
+    comes due, the replica holding an escalation row (or its page) is killed (SIGKILL), and
+    started again 3 s later; the rows it held wait out their lease (60 s). The audit
+    (``bench/_escalation.py``): each left-alone incident escalated once per step and triggered
+    once at ``secondary``, no acknowledged or resolved one escalated, every event's
+    ``dedup_key`` the incident's key, no outbox row left failed.
+    """
+    del alerts  # one alert per incident
+    keys = set(esc.ROUTING_KEYS.values())
+    with (
+        stage(redis=True) as on,
+        FakePagerDuty(keys, fault_rate=0.3, seed=FAULT_SEED[0]) as pd,
+    ):
+        config = on.workdir / "warroom.yaml"
+        config.write_text(esc.config_yaml(pd.url))
+        env = {"WARROOM_CONFIG": str(config)}
+        env |= {esc.KEY_ENV[name]: key for name, key in esc.ROUTING_KEYS.items()}
+        engine = sa.create_engine(on.db_url)
+        conn = engine.connect()
+        figures: dict[str, Any] = {"replicas": 2, "pagerduty_fault_rate": pd.fault_rate}
+        problems: list[str] = []
+        first, url_a = on.server(env)
+        servers = {"a": first}
+        try:
+            # Replica a alone first, so that its worker's id is known (the one that delivered).
+            half = groups // 2
+            sent = storm([url_a], [am_body(g, g) for g in range(half)])
+            _until(lambda: esc.scalar(conn, "SELECT count(*) FROM outbox WHERE status = 'done'"))
+            worker_a = esc.scalar(conn, "SELECT min(claimed_by) FROM outbox WHERE status = 'done'")
+            servers["b"], url_b = on.server(env)
+            rest = storm([url_a, url_b], [am_body(g, g) for g in range(half, groups)])
+            sent.accepted |= {half + n for n in rest.accepted}
+            sent.codes.update(rest.codes)
+            _until(lambda: esc.scalar(conn, "SELECT count(*) FROM incident") >= groups)
+            began = time.monotonic()
+            labels = conn.execute(
+                sa.text(
+                    "SELECT i.key, a.labels FROM alert a JOIN incident i ON i.id = a.incident_id"
+                )
+            ).all()
+            conn.rollback()
+            group_of = {
+                str(k): int(esc._json(lb)["alertname"].removeprefix("Storm")) for k, lb in labels
+            }
+            intent = {
+                key: esc.ACKNOWLEDGE
+                if g % 10 in (1, 3, 6, 8)
+                else esc.RESOLVE
+                if g % 10 == 4
+                else esc.ESCALATE
+                for key, g in group_of.items()
+            }
+            resolves = [
+                am_body(g, g, status="resolved")
+                for k, g in group_of.items()
+                if intent[k] == esc.RESOLVE
+            ]
+            storm([url_a, url_b], resolves)
+            acks = [k for k in sorted(intent) if intent[k] == esc.ACKNOWLEDGE]
+
+            def ack(key: str) -> tuple[str | None, float]:
+                process = _cli(on, env, "incident", "ack", key)
+                _, err = process.communicate(timeout=120)
+                code = process.returncode
+                said = f"{key}: exit {code}: {err.decode()[-300:]}" if code else None
+                return said, time.monotonic() - began
+
+            # Four at a time (the machine has two cores), while step 1 is awaited below.
+            pool = concurrent.futures.ThreadPoolExecutor(4)
+            acked = [pool.submit(ack, key) for key in acks]
+
+            # Step 1 comes due: kill the replica holding escalation rows (or their pages).
+            # Best mid-batch, once some step has fired (its row may be committed but not yet
+            # settled: the next worker must find it fired already); else as soon as any is held.
+            deadline = time.monotonic() + esc.RESPONSE_TIME.total_seconds() + 30
+            victim, held, seen = "a", [], 0.0
+            while time.monotonic() < deadline:
+                held = [
+                    (i, kind, w)
+                    for i, kind, dedupe, w in esc.held_rows(conn)
+                    if kind == "escalate" or dedupe.startswith("escalate-page:")
+                ]
+                if held:
+                    seen = seen or time.monotonic()
+                    fired = esc.scalar(conn, f"SELECT count(*) FROM timeline_event {ESCALATED}")
+                    if fired or time.monotonic() - seen > 5:
+                        victim = "a" if any(w == worker_a for *_, w in held) else "b"
+                        break
+                time.sleep(0.01)
+            killed = servers[victim]
+            os.kill(killed.pid, signal.SIGKILL)
+            killed.wait()
+            figures["killed_at_s"] = round(time.monotonic() - began, 1)
+            time.sleep(1)
+            victim_worker = (
+                worker_a if victim == "a" else next((w for *_, w in held if w != worker_a), "")
+            )
+            left = [(i, kind) for i, kind, _, w in esc.held_rows(conn) if w == victim_worker]
+            in_flight = {i for i, _ in left}
+            figures["killed"] = f"replica {victim} ({victim_worker})"
+            figures["killed_holding"] = dict(Counter(kind for _, kind in left))
+            figures["escalations_before_kill"] = esc.scalar(
+                conn, f"SELECT count(*) FROM timeline_event {ESCALATED}"
+            )
+            figures["held_rows_step_fired"] = esc.fired_but_unsettled(conn, in_flight)
+            figures["rows_due_at_kill"] = esc.scalar(
+                conn,
+                "SELECT count(*) FROM outbox WHERE status = 'pending' AND next_attempt_at <= now()",
+            )
+            outcomes = [a.result() for a in acked]
+            pool.shutdown()
+            problems += [f"`warroom incident ack` failed: {f}" for f, _ in outcomes if f]
+            figures["acks_done_at_s"] = round(max((t for _, t in outcomes), default=0.0), 1)
+            if not held:
+                problems.append("no escalation or page row was in flight: the kill proved nothing")
+            time.sleep(2)
+            servers[victim], _ = on.server(env)
+            result = finish(on, sent, groups, figures, problems)
+            record = esc.read_record(
+                on.db_url, intent, list(pd.events), refused=len(pd.refused), in_flight=in_flight
+            )
+            paged, wrong = esc.audit_escalation(record)
+            result |= paged
+            result["pagerduty_requests"] = pd.requests
+            result["pagerduty_faults"] = {str(c): n for c, n in sorted(pd.faults.items())}
+            result["problems"] = result["problems"] + wrong
+            return result
+        finally:
+            conn.close()
+            engine.dispose()
+            for process in servers.values():
+                stop(process)
+
+
+ESCALATED = "WHERE kind = 'escalated'"
+
+
+def _until(check: Callable[[], Any], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the drill's stage did not get there in time")
+        time.sleep(0.1)
+
+
 DRILLS: dict[str, tuple[Callable[[int, int], dict[str, Any]], int, int]] = {
     "kill": (kill_drill, 1500, 15),
     "slack": (slack_drill, 2000, 40),
     "redis": (redis_drill, 1500, 15),
     "postgres": (postgres_drill, 1500, 15),
     "replicas": (replicas_drill, 3000, 30),
+    "escalation": (escalation_drill, 20, 20),
 }
 
 

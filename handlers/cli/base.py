@@ -22,7 +22,9 @@ from bot.config.settings import Settings, load_settings
 from bot.core import Core
 from bot.errors import ConfigError, StorageUnavailable, UserError
 from bot.store.migrate import upgrade
+from handlers.compose import outside_kinds
 from handlers.slack.chat import slack_chat
+from integrations.paging import configured_pager
 
 log = logging.getLogger("warroom")
 
@@ -84,8 +86,13 @@ class Context:
             core = Core.build(settings)
             try:
                 result = await work(core)
-                # Deliver what the change queued (the local transcript without Slack).
-                await core.delivery(slack_chat(core)).drain()
+                # Deliver what the change queued (the local transcript without Slack). Pages go
+                # out from here too, through the server's pager: the routing keys are set, or
+                # the settings would not have loaded. What the pager does not take now (429,
+                # 5xx, unreachable) stays in the outbox for the server or the next command.
+                await core.delivery(
+                    slack_chat(core), pager=configured_pager(settings), kinds=outside_kinds(core)
+                ).drain()
                 return result
             finally:
                 await core.close()

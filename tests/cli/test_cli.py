@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from handlers.cli import cli
 from tests.data import PAYLOADS_DIR
+from tests.fakes.pagerduty import FakePagerDuty
 
 WARROOM = Path(sys.executable).with_name("warroom")
 
@@ -247,3 +249,42 @@ def test_postmortem_command(run, tmp_path: Path) -> None:
     assert written.exit_code == 0
     assert "<h1>Post-mortem: INC-0001" in target.read_text()
     assert run("postmortem", "INC-9").exit_code == 1
+
+
+def test_a_cli_declare_pages_at_once_and_a_page_pagerduty_refuses_now_waits_in_the_outbox(
+    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI composes the server's pager: with the routing key set (the settings load only
+    then) a declare pages at once. A 429 or 500 leaves the row pending, not failed, for the
+    server's worker or the next command to deliver."""
+    key = "c" * 32
+    with FakePagerDuty({key}) as pd:
+        monkeypatch.setenv("T_PD_ONCALL", key)
+        config = tmp_path / "warroom.yaml"
+        config.write_text(
+            "paging:\n"
+            f"  pagerduty: {{oncall: {{routing_key_env: T_PD_ONCALL, url: '{pd.url}'}}}}\n"
+            "  rules: [{severities: [P1], target: oncall}]\n"
+        )
+        made = run("--config", str(config), "incident", "declare", "Checkout down", "-s", "P1")
+        assert made.exit_code == 0, made.output
+        assert [(e["event_action"], e["dedup_key"]) for e in pd.events] == [("trigger", "INC-0001")]
+
+        pd.fault_rate = 1.0  # PagerDuty answers 429 or 500 to everything
+        made = run("--config", str(config), "incident", "declare", "Search down", "-s", "P1")
+        assert made.exit_code == 0, made.output
+        shown = json.loads(
+            run("--config", str(config), "incident", "show", "INC-2", "--json").output
+        )
+        pages = [d for d in shown["deliveries"] if d["kind"] == "page_trigger"]
+        assert [d["status"] for d in pages] == ["pending"]
+        assert len(pd.events) == 1
+
+        pd.fault_rate = 0.0
+        time.sleep(1.1)  # past the retry (Retry-After: 1, or the first backoff of 1 s)
+        noted = run("--config", str(config), "incident", "note", "INC-1", "looking")
+        assert noted.exit_code == 0, noted.output
+        assert [(e["event_action"], e["dedup_key"]) for e in pd.events] == [
+            ("trigger", "INC-0001"),
+            ("trigger", "INC-0002"),
+        ]
