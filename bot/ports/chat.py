@@ -11,15 +11,20 @@ Every posted message carries a ``marker`` (the outbox row's identity). A retry o
 send whose outcome is uncertain first asks :meth:`Chat.find_marked`, so a message is
 never posted twice; :meth:`Chat.open_channel` finds the channel it made before
 instead of making a second one.
+
+A chat that gives each person a home page (Slack's App Home) is also a :class:`Homes`: the
+core says whose home needs showing again and what is on it (:class:`~bot.incidents.home.
+HomeView`); the adapter renders and shows it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bot.incidents.card import CardView
+from bot.incidents.home import HomeView
 
 
 class ChatError(Exception):
@@ -105,3 +110,17 @@ class Chat(Protocol):
         ...
 
     async def permalink(self, channel: str, ts: str) -> str | None: ...
+
+
+@runtime_checkable
+class Homes(Protocol):
+    """A chat with a home page per person (optional: the local transcript has none)."""
+
+    async def member_channels(self, user: str, channels: Sequence[str]) -> set[str]:
+        """Which of ``channels`` ``user`` is a member of."""
+        ...
+
+    async def publish_home(self, user: str, home: HomeView) -> bool:
+        """Show ``home`` as ``user``'s home page (replacing it); False if the chat has no such
+        person (a role held by a name typed on the command line, say)."""
+        ...

@@ -11,6 +11,7 @@ message that was posted before a crash.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core import Core
+from bot.incidents.home import HomeView
 from bot.ports.chat import ChannelRef, Message, RateLimited, Rejected, Transient
 from handlers.slack import blocks
 from handlers.slack.limits import RateGate
@@ -33,9 +35,12 @@ _READS = (
     "users.lookupByEmail",
     "usergroups.users.list",
     "chat.getPermalink",
+    "users.conversations",
 )
 _FINE = {"already_in_channel", "already_pinned", "cant_invite_self"}
 HISTORY_WINDOW = 100
+MEMBER_PAGES = 10  # users.conversations pages read per home (200 channels each)
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 
 
 class SlackChat:
@@ -204,6 +209,41 @@ class SlackChat:
         found = await self.call("chat.getPermalink", channel=channel, message_ts=ts)
         link = found.get("permalink")
         return str(link) if link else None
+
+    async def member_channels(self, user: str, channels: Sequence[str]) -> set[str]:
+        """Which of ``channels`` ``user`` is in (users.conversations: public, and private ones
+        the bot is in too, which incident channels are)."""
+        wanted = set(channels)
+        if not wanted or not _USER_ID.fullmatch(user):
+            return set()
+        found: set[str] = set()
+        cursor: str | None = None
+        for _ in range(MEMBER_PAGES):
+            try:
+                page = await self.call(
+                    "users.conversations",
+                    user=user,
+                    types="public_channel,private_channel",
+                    exclude_archived=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+            except Rejected as error:
+                if error.code != "user_not_found":
+                    raise
+                return set()
+            found |= {str(c.get("id")) for c in page.get("channels", [])} & wanted
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor or found == wanted:
+                break
+        return found
+
+    async def publish_home(self, user: str, home: HomeView) -> bool:
+        """views.publish of the Home tab built from ``home``; False for a non-Slack name."""
+        if not _USER_ID.fullmatch(user):
+            return False
+        await self.call("views.publish", user_id=user, view=blocks.home_view(home))
+        return True
 
     def _render(self, message: Message, marker: str) -> dict[str, Any]:
         if message.card is not None and message.reminder_overdue_min is not None:

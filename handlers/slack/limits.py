@@ -36,6 +36,8 @@ METHOD_TIERS = {
     "views.open": 4,
     "views.update": 4,
     "views.push": 4,
+    "views.publish": 4,  # Slack's method page; methods.txt does not list it
+    "users.conversations": 3,
     "auth.test": 4,
     "chat.getPermalink": 4,
     "usergroups.users.list": 2,

@@ -310,6 +310,10 @@ class FakeSlack:
     def views(self) -> list[View]:
         return list(self.workspace.views.values())
 
+    def home(self, user: str) -> View | None:
+        """The Home tab views.publish last set for ``user`` (``publishes`` counts them)."""
+        return self.workspace.homes.get(user)
+
     @property
     def lost_replies(self) -> list[Message]:
         return list(self.workspace.lost_replies)

@@ -320,14 +320,15 @@ def message_block_errors(blocks: Any) -> list[str]:
     return checker.errors
 
 
-def view_errors(view: Any) -> list[str]:
-    """Problems with a ``view`` argument of views.open / views.update / views.push."""
+def view_errors(view: Any, *, surfaces: tuple[str, ...] = ("modal", "home")) -> list[str]:
+    """Problems with a ``view`` argument: ``surfaces`` are the view types the method takes
+    (views.open and views.push: ``modal``; views.publish: ``home``; views.update: both)."""
     checker = _Checker()
     if not isinstance(view, dict):
         checker.fail("must be an object", "/view")
         return checker.errors
     kind = view.get("type")
-    if kind not in ("modal", "home"):
+    if kind not in surfaces:
         checker.fail(f"unsupported type: {kind}", "/view/type")
         return checker.errors
     if kind == "modal":

@@ -357,3 +357,33 @@ def conversations_list(ctx: CallContext, args: Args) -> dict[str, Any]:
         "channels": [c.to_api(ctx.caller) for c in found[offset : offset + limit]],
         "response_metadata": {"next_cursor": _next_cursor(offset, limit, len(found))},
     }
+
+
+@slack_method(
+    "users.conversations",
+    errors=("invalid_cursor", "invalid_limit", "invalid_types", "missing_argument"),
+)
+def users_conversations(ctx: CallContext, args: Args) -> dict[str, Any]:
+    """The channels ``user`` (default: the caller) is a member of, as the caller can see them.
+
+    With a bot token Slack lists only the public channels and the private ones the bot is in
+    too; ``types`` defaults to ``public_channel``.
+    """
+    wanted = set((args.string("types") or "public_channel").split(","))
+    if wanted - {"public_channel", "private_channel", "mpim", "im"}:
+        raise SlackError("invalid_types")
+    user = args.string("user") or ctx.caller
+    exclude_archived = args.flag("exclude_archived")
+    found = [
+        channel
+        for channel in ctx.workspace.channels.values()
+        if ("private_channel" if channel.is_private else "public_channel") in wanted
+        and user in channel.members
+        and (not channel.is_private or ctx.caller in channel.members)
+        and not (exclude_archived and channel.is_archived)
+    ]
+    offset, limit = _page(args, len(found), default=100, maximum=1000, refuse_bad_limit=True)
+    return {
+        "channels": [c.to_api(ctx.caller) for c in found[offset : offset + limit]],
+        "response_metadata": {"next_cursor": _next_cursor(offset, limit, len(found))},
+    }

@@ -285,6 +285,7 @@ class View:
     previous_view_id: str | None = None
     external_id: str | None = None
     closed: bool = False
+    publishes: int = 0  # a Home tab: how many times views.publish set it
 
     def to_api(self, team_id: str, app_id: str, bot_id: str) -> dict[str, Any]:
         body = {
@@ -372,6 +373,7 @@ class Workspace:
         self.usergroups: dict[str, UserGroup] = {g.id: g for g in team.usergroups}
         self.channels: dict[str, Channel] = {}
         self.views: dict[str, View] = {}
+        self.homes: dict[str, View] = {}  # each user's App Home tab (views.publish)
         self.triggers: dict[str, Trigger] = {}
         self.files: dict[str, FileRecord] = {}
         self.uploads: dict[str, str] = {}  # upload id -> file id

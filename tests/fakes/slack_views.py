@@ -1,8 +1,13 @@
-"""views.open / views.update / views.push of the fake Slack Web API, and trigger ids.
+"""views.open / views.update / views.push / views.publish of the fake Slack Web API, trigger ids.
 
 Slack hands an app a ``trigger_id`` with each slash command or interaction; it works once and
 for 3 seconds. Tests get one from `issue_trigger` (FakeSlack.issue_trigger_id), as if a user
 had just typed a command (or clicked in an open modal, with ``view_id``).
+
+views.publish sets a user's App Home tab: no trigger, one ``home`` view per user (its id stays,
+its hash changes with each publish), up to 100 blocks. A modal there, or a home view opened as
+a modal, is ``invalid_arguments`` (``views.open`` and ``views.push`` open modals only), and so
+is a ``user_id`` that is not a person of the workspace.
 """
 
 from __future__ import annotations
@@ -42,20 +47,27 @@ def _trigger(ctx: CallContext, args: Args) -> Trigger:
     return trigger
 
 
-def _view(ctx: CallContext, args: Args, *, replacing: View | None = None) -> dict[str, Any]:
+def _view(
+    ctx: CallContext,
+    args: Args,
+    *,
+    replacing: View | None = None,
+    surfaces: tuple[str, ...] = ("modal",),
+    too_large: str = "view_too_large",
+) -> dict[str, Any]:
     """The ``view`` argument, checked: invalid_arguments with Slack's messages when malformed."""
     try:
         view = args.decoded("view")
     except ValueError:
         view = "not json"
-    problems = view_errors(view)
+    problems = view_errors(view, surfaces=surfaces)
     if problems or not isinstance(view, dict):
         raise SlackError(
             "invalid_arguments",
             response_metadata={"messages": [f"[ERROR] {p}" for p in problems]},
         )
     if len(json.dumps(view)) > MAX_VIEW_BYTES:
-        raise SlackError("view_too_large")
+        raise SlackError(too_large)
     external_id = view.get("external_id")
     if external_id and any(
         v is not replacing and v.external_id == external_id and not v.closed
@@ -154,9 +166,30 @@ def views_update(ctx: CallContext, args: Args) -> dict[str, Any]:
         raise SlackError("not_found")
     if args.present("hash") and args.string("hash") != target.hash:
         raise SlackError("hash_conflict")
-    view = _view(ctx, args, replacing=target)
+    view = _view(ctx, args, replacing=target, surfaces=("modal", "home"))
     target.body = view
     if view.get("external_id"):
         target.external_id = view["external_id"]
     target.hash = f"{int(ctx.now)}.{ws.new_id('', 8).lower()}"
     return _answer(ctx, target)
+
+
+@slack_method("views.publish", errors=("invalid_arguments",))
+def views_publish(ctx: CallContext, args: Args) -> dict[str, Any]:
+    """The user's Home tab, replaced whole: the same view id, a new hash."""
+    ws = ctx.workspace
+    user = ws.users.get(args.string("user_id"))
+    if user is None or user.is_bot or user.deleted:
+        raise SlackError("invalid_arguments", response_metadata={"messages": ["invalid `user_id`"]})
+    # Slack's method page lists no view_too_large for views.publish: too big is invalid.
+    view = _view(ctx, args, surfaces=("home",), too_large="invalid_arguments")
+    stamp = f"{int(ctx.now)}.{ws.new_id('', 8).lower()}"
+    home = ws.homes.get(user.id)
+    if home is None:
+        view_id = ws.new_id("V")
+        home = View(id=view_id, user=user.id, body=view, hash=stamp, root_view_id=view_id)
+        ws.homes[user.id] = home
+    else:
+        home.body, home.hash = view, stamp
+    home.publishes += 1
+    return _answer(ctx, home)

@@ -141,3 +141,74 @@ async def test_complete_before_upload_is_file_not_found(client: AsyncWebClient) 
     assert await error_code(
         client.files_completeUploadExternal(files=[{"id": ticket["file_id"]}])
     ) == ("file_not_found")
+
+
+def home(*blocks: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "home", "blocks": list(blocks)}
+
+
+def text(body: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": body}}
+
+
+async def test_views_publish_sets_the_users_home_tab(
+    client: AsyncWebClient, fake: FakeSlack
+) -> None:
+    first = (await client.views_publish(user_id=ALICE.id, view=home(text("one"))))["view"]
+    again = (await client.views_publish(user_id=ALICE.id, view=home(text("two"))))["view"]
+
+    shown = fake.home(ALICE.id)
+    assert shown is not None
+    assert (first["type"], again["id"], shown.publishes) == ("home", first["id"], 2)
+    assert shown.body["blocks"] == [text("two")]
+    assert again["hash"] != first["hash"]
+    assert fake.home(BOB.id) is None
+    assert fake.views == []  # a Home tab is not a modal
+
+
+async def test_views_publish_is_strict_about_home_views(
+    client: AsyncWebClient, fake: FakeSlack
+) -> None:
+    modal_there = await slack_error(client.views_publish(user_id=ALICE.id, view=modal()))
+    too_many = await slack_error(
+        client.views_publish(user_id=ALICE.id, view=home(*[text("x")] * 101))
+    )
+    nobody = await slack_error(client.views_publish(user_id="U0NOBODY01", view=home()))
+    home_as_modal = await slack_error(
+        client.views_open(trigger_id=fake.issue_trigger_id(), view=home(text("x")))
+    )
+
+    assert modal_there.response["response_metadata"]["messages"] == [
+        "[ERROR] unsupported type: modal [json-pointer:/view/type]"
+    ]
+    assert too_many.response["response_metadata"]["messages"] == [
+        "[ERROR] no more than 100 items allowed [json-pointer:/view/blocks]"
+    ]
+    assert nobody.response["response_metadata"]["messages"] == ["invalid `user_id`"]
+    assert home_as_modal.response["error"] == "invalid_arguments"
+    assert fake.home(ALICE.id) is None
+
+
+async def test_users_conversations_lists_a_persons_channels(
+    client: AsyncWebClient, fake: FakeSlack
+) -> None:
+    theirs = await new_channel(client, fake, "inc-theirs", BOB.id)
+    await new_channel(client, fake, "inc-other")
+    hidden = fake.add_channel("bob-private", members=(BOB.id,), is_private=True)
+
+    listed = await client.users_conversations(
+        user=BOB.id, types="public_channel,private_channel", limit=1
+    )
+    rest = await client.users_conversations(
+        user=BOB.id,
+        types="public_channel,private_channel",
+        cursor=listed["response_metadata"]["next_cursor"],
+    )
+
+    names = [c["name"] for c in [*listed["channels"], *rest["channels"]]]
+    assert theirs.name in names
+    assert "inc-other" not in names
+    assert hidden.name not in names  # private, and the bot is not in it
+    assert await error_code(client.users_conversations(user=BOB.id, types="dm")) == (
+        "invalid_types"
+    )

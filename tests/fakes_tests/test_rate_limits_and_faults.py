@@ -195,3 +195,18 @@ async def test_failure_rate_is_seeded_and_mixes_429_and_500() -> None:
     assert first != other
     assert {429, 500, 200} == set(first)
     assert 40 <= sum(1 for s in first if s != 200) <= 80
+
+
+async def test_views_publish_is_tier_4(
+    client: AsyncWebClient, fake: FakeSlack, slack_clock: ManualClock
+) -> None:
+    view = {"type": "home", "blocks": []}
+    for _ in range(100):
+        await client.views_publish(user_id=ALICE.id, view=view)
+
+    limited = await slack_error(client.views_publish(user_id=ALICE.id, view=view))
+
+    assert limited.response.status_code == 429
+    assert limited.response.headers["Retry-After"] == "1"
+    slack_clock.advance(0.6)
+    await client.views_publish(user_id=ALICE.id, view=view)

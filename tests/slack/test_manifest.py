@@ -53,6 +53,8 @@ DOCS_SCOPES: dict[str, tuple[str, ...]] = {
     # Socket Mode asks for its WebSocket URL with the app-level token (connections:write,
     # an app-level scope, granted under Basic Information): no bot scope.
     "apps.connections.open": (),
+    # The Home tab: "Required scopes: none" (docs.slack.dev/reference/methods/views.publish).
+    "views.publish": (),
 }
 
 # Scopes an event subscription needs, from Slack's event pages
@@ -64,6 +66,8 @@ EVENT_SCOPES: dict[str, tuple[tuple[str, ...], ...]] = {
     # "if your app has the channels:read scope, it will receive events for public channels.
     # If it has groups:read, it will receive events for private channels."
     "member_joined_channel": (("channels:read",), ("groups:read",)),
+    # "Required scopes: none": Slack sends it once the Home tab is enabled.
+    "app_home_opened": (),
 }
 
 # Scopes Slack grants only together with another: users:read.email "must be requested at the
@@ -320,6 +324,15 @@ def test_bot_events_are_the_events_the_code_listens_to() -> None:
     )
 
 
+def test_the_home_tab_is_on_exactly_when_the_code_publishes_it() -> None:
+    home = manifest()["features"].get("app_home") or {}
+    listens = "app_home_opened" in code_events()
+    assert home.get("home_tab_enabled", False) is listens
+    assert ("views.publish" in called_methods()) is listens
+    # Without a Messages tab, nobody can write to the bot: it has no DM listener.
+    assert home.get("messages_tab_enabled", True) is False
+
+
 def test_interactivity_is_on_exactly_when_the_code_has_actions_or_views() -> None:
     interactive = any(listeners()[kind] for kind in INTERACTIVE)
     assert manifest()["settings"]["interactivity"]["is_enabled"] is interactive
@@ -376,6 +389,7 @@ def test_the_scope_checks_catch_a_missing_and_a_spare_scope() -> None:
     assert [n.why for n in unmet(scopes - {"pins:write"})] == ["pins.add"]
     assert {n.why for n in unmet(scopes - {"groups:read"})} == {
         "conversations.list in private channels",
+        "users.conversations in private channels",
         "event member_joined_channel",
     }
     # channels:write.topic duplicates channels:manage for setTopic; chat:write.public and

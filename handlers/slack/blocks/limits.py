@@ -11,6 +11,7 @@ SECTION_MAX = 3000
 FIELD_MAX = 2000
 MAX_FIELDS = 10
 MAX_BLOCKS = 50
+HOME_MAX_BLOCKS = 100  # a view (the Home tab, a modal) takes 100 blocks, a message 50
 BUTTON_TEXT_MAX = 75
 BUTTON_VALUE_MAX = 2000
 CONFIRM_TITLE_MAX = 100  # text 300, confirm and deny 30: ours, and shorter

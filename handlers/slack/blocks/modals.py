@@ -1,7 +1,8 @@
-"""The update and resolve modals (the runbook's Update and Resolution templates as forms).
+"""The declare, update and resolve modals (the runbook's Update and Resolution templates as forms).
 
-:func:`update_modal` and :func:`resolve_modal` build the views; :func:`read_update_submission`
-and :func:`read_resolve_submission` read Slack's ``view.state.values`` back by field. Text
+:func:`declare_modal`, :func:`update_modal` and :func:`resolve_modal` build the views;
+:func:`read_declare_submission`, :func:`read_update_submission` and
+:func:`read_resolve_submission` read Slack's ``view.state.values`` back by field. Text
 typed in Slack arrives escaped (``&amp;``) and is kept so: inputs are prefilled unescaped, so
 the person edits what they will see.
 """
@@ -26,6 +27,8 @@ from handlers.slack.blocks.text import clean, format_minutes, truncate
 
 # Action and callback ids: the listeners register these.
 UPDATE_MODAL = "incident.update_modal"
+DECLARE_MODAL = "incident.declare_modal"
+DECLARE_TITLE_MAX = 200  # bot.incidents.lifecycle.TITLE_MAX
 RESOLVE_MODAL = "incident.resolve_modal"
 
 STATUSES = ("investigating", "identified", "mitigating", "monitoring")
@@ -153,6 +156,60 @@ def resolve_modal(
         _input("postmortem", "Follow-up", checkbox),
     ]
     return _modal(RESOLVE_MODAL, view, "Resolve", blocks)
+
+
+def declare_modal(
+    severities: Sequence[tuple[str, str]], default: str, *, commander: str | None = None
+) -> Block:
+    """The form ``/incident declare`` (without a title) and the Home tab's button open.
+
+    ``severities`` are the scheme's ``(name, label)``, most severe first; ``default`` is
+    chosen; ``commander`` (the person declaring) starts as the commander.
+    """
+    levels = [
+        _option(name, " · ".join(p for p in (name, label) if p)) for name, label in severities
+    ]
+    severity: Block = {"type": "static_select", "options": levels, "placeholder": plain("Choose")}
+    for option in levels:
+        if option["value"] == default:
+            severity["initial_option"] = option
+    lead: Block = {"type": "users_select", "placeholder": plain("Who leads the response")}
+    if commander:
+        lead["initial_user"] = commander
+    title = _text("title", "Title", "What is broken", multiline=False, optional=False)
+    title["element"]["max_length"] = DECLARE_TITLE_MAX
+    return {
+        "type": "modal",
+        "callback_id": DECLARE_MODAL,
+        "title": plain("Declare incident"),
+        "submit": plain("Declare"),
+        "close": plain("Cancel"),
+        "blocks": [
+            title,
+            _input("severity", "Severity", severity, optional=False),
+            _text("service", "Service", "e.g. checkout", multiline=False),
+            _text("impact", "Impact", "Who or what is affected"),
+            _input("commander", "Commander", lead),
+        ],
+    }
+
+
+def read_declare_submission(
+    state_values: Mapping[str, Any], severities: Sequence[str]
+) -> dict[str, str]:
+    """The declare modal's fields: ``title``, ``severity``, ``service``, ``impact``,
+    ``commander`` (a user id); an empty field is ``""``."""
+    commander = _action(state_values, "commander").get("selected_user")
+    values = {
+        "title": _typed(state_values, "title"),
+        "severity": _chosen(state_values, "severity", severities),
+        "service": _typed(state_values, "service"),
+        "impact": _typed(state_values, "impact"),
+        "commander": commander if isinstance(commander, str) else "",
+    }
+    if not values["title"]:
+        raise ValueError("the declare form came back without a title")
+    return values
 
 
 def _action(state_values: Mapping[str, Any], name: str) -> Mapping[str, Any]:
