@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.config.settings import RoutingRule
 from bot.delivery.outbox import enqueue
 from bot.delivery.silences import on_resolved as silences_on_resolved
+from bot.delivery.tickets import FOLLOWUP_DONE, TICKET_FILED
 from bot.incidents import silences
 from bot.incidents.lifecycle import EventKind
 from bot.incidents.severity import SeverityScheme
@@ -41,6 +42,9 @@ _CARD_KINDS = {
     "resolve_ready",  # quiet in monitoring: the card offers Resolve now (bot.delivery.quiet)
     silences.SILENCED,
     silences.UNSILENCED,
+    EventKind.FOLLOW_UP,  # the card lists follow-ups (bot.incidents.followups)
+    TICKET_FILED,  # a follow-up's ticket link arrived
+    FOLLOWUP_DONE,  # its ticket is done, and so is the follow-up
 }
 #: Silence outcomes, told in the channel as they are on the timeline.
 _SILENCE_NEWS = {silences.SILENCED, silences.UNSILENCED, silences.FAILED}

@@ -9,7 +9,7 @@ for an incident of ten alerts as for one of ten thousand.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -17,8 +17,10 @@ from sqlalchemy.orm import defer
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.incidents.followups import FollowUpTally, card_follow_ups
 from bot.incidents.severity import SeverityScheme
 from bot.incidents.silences import OpenSilence, open_silences
+from bot.incidents.statuspage import StatusPageLink, status_pages
 from bot.store.models import Alert, Incident
 
 MAX_ALERTS_SHOWN = 5
@@ -85,6 +87,9 @@ class CardView:
     silenceable: bool = False  # it has Alertmanager alerts
     next_steps: tuple[NextStep, ...] = ()  # suggested mitigations (bot.runbooks.suggest)
     resolve_ready: bool = False  # monitoring, every alert resolved, quiet long enough
+    status_pages: tuple[StatusPageLink, ...] = ()  # public status incidents (statuspage)
+    status_page_ready: bool = False  # this process can publish to a status page
+    follow_ups: FollowUpTally = field(default_factory=FollowUpTally)  # counts, the first few
 
     @property
     def commander(self) -> str | None:
@@ -170,7 +175,8 @@ async def load_card(
     page_url: str | None = None,
     now: datetime | None = None,
 ) -> CardView:
-    """The card of ``incident`` from the database: three queries, whatever its size.
+    """The card of ``incident`` from the database: a few queries, whatever its size (the alerts'
+    and the follow-ups' counts in SQL, only the first of each read).
 
     ``now`` (the wall clock when not given) decides which silences are still in force.
     """
@@ -193,4 +199,9 @@ async def load_card(
     tally = AlertTally(int(firing_n), int(total) - int(firing_n), int(notifications))
     assert incident.id is not None
     silences = await open_silences(session, incident.id, now=now)
-    return build_card(incident, alerts, scheme, page_url=page_url, tally=tally, silences=silences)
+    card = build_card(incident, alerts, scheme, page_url=page_url, tally=tally, silences=silences)
+    return replace(
+        card,
+        status_pages=await status_pages(session, incident.id),
+        follow_ups=await card_follow_ups(session, incident.id),
+    )

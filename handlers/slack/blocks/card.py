@@ -1,4 +1,4 @@
-"""The pinned incident card: header, fields, roles, impact, alerts, links and its buttons.
+"""The pinned incident card: header, fields, roles, impact, alerts, follow-ups, links, buttons.
 
 The header's emoji follows the severity (its rank in the scheme, or its label); dates are
 Slack date tokens, shown in each reader's own time zone; links are made safe to put in
@@ -7,12 +7,14 @@ Slack date tokens, shown in each reader's own time zone; links are made safe to 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from bot.errors import InvalidSeverity
 from bot.incidents.card import MAX_ALERTS_SHOWN, AlertLine, CardView
+from bot.incidents.followups import FollowUpLine
 from bot.incidents.severity import SeverityLevel, SeverityScheme
 from handlers.slack.blocks.compose import Block, button, context, mrkdwn, plain, section
 from handlers.slack.blocks.limits import (
@@ -23,6 +25,7 @@ from handlers.slack.blocks.limits import (
     MAX_FIELDS,
     SECTION_MAX,
 )
+from handlers.slack.blocks.statuspage import statuspage_buttons
 from handlers.slack.blocks.text import BARE_AMP, clean, escape, pack, person, truncate
 
 # Action and callback ids: the listeners register these.
@@ -45,6 +48,14 @@ _RANK_EMOJI = ("🔴", "🟠", "🟡")
 _LABEL_RANK = {"critical": 0, "high": 1, "medium": 2}  # the labels of both built-in schemes
 _ALERT_ICON = {"firing": "🔥", "resolved": "✅"}
 _LINK_ORDER = ("generator", "runbook", "dashboard", "panel", "pagerduty")
+# A follow-up line's parts, cut so that five lines and their head fit one section (3000).
+FOLLOW_UP_TEXT_MAX = 100
+FOLLOW_UP_OWNER_MAX = 50
+TICKET_URL_MAX = 300  # a longer ticket link shows the key alone
+TICKET_KEY_MAX = 30
+#: Mrkdwn formatting marks where Slack would read them, shown as look-alikes in follow-ups.
+_MARKS = re.compile(r"[*~`]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+_LOOK_ALIKE = {"*": "∗", "~": "∼", "`": "ˋ", "_": "ˍ"}
 
 
 def _when(at: datetime, tz: ZoneInfo | None) -> str:
@@ -172,6 +183,41 @@ def _alert_blocks(view: CardView) -> list[Block]:
     return [section(chunk) for chunk in pack(lines)]
 
 
+def _unformatted(text: str) -> str:
+    """Escaped text whose ``*bold*``, ``_italic_``, ``~strike~`` and ``code`` marks stay text."""
+    return _MARKS.sub(lambda m: _LOOK_ALIKE[m.group()], text)
+
+
+def _follow_up_line(item: FollowUpLine) -> str:
+    """``⬜ #3 text · owner · <url|OPS-12>``: at most about 500 characters."""
+    text = _unformatted(clean(item.text, FOLLOW_UP_TEXT_MAX)) or "—"
+    parts = [f"{'✅' if item.done else '⬜'} #{item.id} {text}"]
+    if item.owner and item.owner.strip():
+        owner = person(item.owner)  # a Slack user id is mentioned, other names are text
+        if not owner.startswith("<@"):
+            owner = _unformatted(clean(item.owner, FOLLOW_UP_OWNER_MAX))
+        parts.append(owner)
+    key = clean(item.ticket, TICKET_KEY_MAX).replace("|", "∣") if item.ticket else ""
+    url = _url(item.url) if item.url else None
+    if url is not None and len(url) <= TICKET_URL_MAX:
+        parts.append(f"🎫 <{url}|{key or 'ticket'}>")
+    elif key:
+        parts.append(f"🎫 {_unformatted(key)}")
+    return " · ".join(parts)
+
+
+def _follow_up_blocks(view: CardView) -> list[Block]:
+    """``Follow-ups: 2 open · 1 done``, the first few (open first, newest first), what else."""
+    tally = view.follow_ups
+    if not tally.total:
+        return []
+    lines = [f"*Follow-ups:* {tally.open} open · {tally.done} done"]
+    lines += [_follow_up_line(item) for item in tally.shown]
+    if tally.more:
+        lines.append(f"_…and {tally.more} more_")
+    return [section(chunk) for chunk in pack(lines)]
+
+
 def _card_links(view: CardView) -> list[str]:
     items: list[str] = []
     if view.runbook is not None:
@@ -179,6 +225,10 @@ def _card_links(view: CardView) -> list[str]:
         items.append("📖 " + (_link(url, title or "Runbook") or clean(title, 200) or "Runbook"))
     if view.page_url and (page := _link(view.page_url, "Incident page")) is not None:
         items.append(f"🌐 {page}")
+    for status in view.status_pages:  # the public status incident (bot.incidents.statuspage)
+        label = f"Status page {status.target} ({status.phase or 'open'})"
+        if status.url and (public := _link(status.url, label)) is not None:
+            items.append(f"📣 {public}")
     shown = {view.runbook[1] if view.runbook else None, view.page_url}
     for name, url in view.links.items():
         ours = name in _LINK_ORDER
@@ -238,6 +288,7 @@ def _card_actions(view: CardView) -> Block:
             buttons.append(button("Silence", SILENCE, key))
         if view.silences:
             buttons.append(_unsilence_button(view))
+    buttons += statuspage_buttons(view)
     return {"type": "actions", "block_id": CARD_ACTIONS, "elements": buttons}
 
 
@@ -288,6 +339,7 @@ def card_blocks(
     blocks += _alert_blocks(view)
     if silenced := _silence_lines(view, tz):
         blocks += [section(chunk) for chunk in pack(silenced)]
+    blocks += _follow_up_blocks(view)
     if links := _card_links(view):
         blocks.append(context(*links))
     blocks += _next_step_blocks(view)
