@@ -12,9 +12,13 @@ from dataclasses import dataclass
 
 from bot.clock import Clock, SystemClock
 from bot.config.settings import Settings
+from bot.delivery.exports import Exports
+from bot.delivery.home import HomeListener
 from bot.delivery.notify import Notifier
 from bot.delivery.paging import PageListener, Paging, PagingPolicy
 from bot.delivery.silences import Deliver, Silences
+from bot.delivery.statuspage import StatusPageDelivery, StatusPageListener, StatusPages
+from bot.delivery.tickets import TicketDelivery, TicketListener, TicketPolicy, Tickets
 from bot.delivery.transcript import TranscriptChat
 from bot.delivery.updates import Updates
 from bot.delivery.worker import DeliveryWorker
@@ -71,6 +75,12 @@ class Core:
         )
         # Paging rows after the channel's, in the same transaction (``bot.delivery.paging``).
         incidents.listeners.append(PageListener(PagingPolicy.from_settings(settings)))
+        # Status page outcomes in the channel; the offer to resolve it (bot.delivery.statuspage).
+        incidents.listeners.append(StatusPageListener())
+        # Follow-ups filed as tickets, and the outcomes told (``bot.delivery.tickets``).
+        incidents.listeners.append(TicketListener(TicketPolicy.from_settings(settings)))
+        if settings.slack.connected:  # the role holders' App Home (``bot.delivery.home``)
+            incidents.listeners.append(HomeListener(clock, settings.slack.home_refresh))
         classifier = settings.severity.classifier()
         policy = IntakePolicy(
             reopen_window=settings.intake.reopen_window,
@@ -92,6 +102,21 @@ class Core:
         return Silences(self.db, self.incidents, self.settings, clock=self.clock)
 
     @functools.cached_property
+    def exports(self) -> Exports:
+        """Post-mortem exports: ``/incident postmortem export`` (``bot.delivery.exports``)."""
+        return Exports(self.db, self.incidents, self.settings, clock=self.clock)
+
+    @functools.cached_property
+    def statuspage(self) -> StatusPages:
+        """The public status page: preview, then publish (``bot.delivery.statuspage``)."""
+        return StatusPages(self.db, self.incidents, self.settings, self.templates, clock=self.clock)
+
+    @functools.cached_property
+    def tickets(self) -> Tickets:
+        """Follow-ups filed as tickets: ``/incident followup file`` (``bot.delivery.tickets``)."""
+        return Tickets(self.db, self.incidents, TicketPolicy.from_settings(self.settings))
+
+    @functools.cached_property
     def paging(self) -> Paging:
         """Paging by hand: ``/incident page <target>`` (``bot.delivery.paging``)."""
         return Paging(self.db, self.incidents, PagingPolicy.from_settings(self.settings))
@@ -108,7 +133,7 @@ class Core:
         """A delivery worker to ``chat`` (the local transcript when none is given) and, for
         silences, to ``silencer`` (the handlers inject the adapter, e.g. Alertmanager's)."""
         slack = self.settings.slack
-        return DeliveryWorker(
+        worker = DeliveryWorker(
             self.db,
             chat or TranscriptChat(self.db, self.clock),
             self.incidents,
@@ -122,8 +147,18 @@ class Core:
             silencer=silencer,
             pager=pager,
             paging=PagingPolicy.from_settings(self.settings),
-            kinds=kinds,
+            # Status page rows wait (NoAdapter) in a process without the adapter's kinds.
+            kinds={
+                **StatusPageDelivery(self.db, self.incidents, None, clock=self.clock).kinds(),
+                **TicketDelivery(
+                    self.db, self.incidents, None, TicketPolicy.from_settings(self.settings)
+                ).kinds(),
+                **(kinds or {}),
+            },
+            home_every=slack.home_refresh,
         )
+        worker.status_page_ready = bool(self.settings.statuspage)
+        return worker
 
     async def close(self) -> None:
         await self.cache.close()

@@ -25,6 +25,7 @@ from bot.errors import ConfigError, ConfigProblem, StorageUnavailable
 from bot.ports.chat import Chat
 from bot.store.migrate import upgrade
 from handlers import web
+from handlers.compose import outside_kinds
 from handlers.metrics import ROUTES as METRICS_ROUTES
 from handlers.metrics import Metrics
 from handlers.slack.app import build_bolt
@@ -55,6 +56,7 @@ class Background:
             chat,
             silencer=alertmanager_silencer(core.settings),
             pager=configured_pager(core.settings),
+            kinds=outside_kinds(core),
         )
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []

@@ -29,10 +29,12 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from bot.core import Core
+from bot.delivery.exports import exported
 from bot.delivery.transcript import transcript_of
 from bot.drafts import postmortem_markdown
 from bot.errors import IncidentNotFound, UserError
 from bot.incidents.reports import report
+from bot.incidents.statuspage import status_pages
 from bot.store.models import Alert, Incident, WebSession
 from bot.store.sessions import find_session, open_session, revoke_session
 
@@ -267,11 +269,16 @@ async def incident_page(request: Request) -> Response:
     alerts = await _alerts(core, incident)
     transcript = await transcript_of(core.db, incident.id or 0)
     runs = [e for e in events if e.kind.startswith("step_")]
+    async with core.db.transaction(read_only=True) as session:
+        exported_to = await exported(session, incident.id or 0)
+        public = await status_pages(session, incident.id or 0)  # bot.incidents.statuspage
     return _render(
         request,
         "web/incident.html.j2",
         {
             "incident": incident,
+            "exported": exported_to,
+            "status_pages": public,
             "events": events,
             "follow_ups": follow_ups,
             "alerts": alerts,

@@ -15,6 +15,7 @@ Grammar (``[key]`` is an optional incident key given first, ``INC-0042``, ``inc-
     silence [key] <1h | 4h | until-resolved> [name=value | name!=value | name=~regex …]
     unsilence [key] [silence id]
     page [key] <target>
+    statuspage [open | update | resolve] [key] [page]
 
 Free text (notes, reasons, summaries, follow-ups) is kept exactly as Slack sent it, mentions
 and ``&amp;`` escapes included. Where options are parsed (``declare``, ``diag``, ``run``),
@@ -108,6 +109,16 @@ class FollowUp:
     key: str | None
     text: str
     owner: str | None = None
+    tracker: str | None = None  # the ticket target (``tracker:<name>``)
+
+
+@dataclass(frozen=True, slots=True)
+class FileFollowUps:
+    """``followup file <id|all>``: file existing follow-ups as tickets (``number`` None: all)."""
+
+    key: str | None
+    number: int | None
+    tracker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,21 +186,32 @@ class UnsilenceCmd:
 
 @dataclass(frozen=True, slots=True)
 class PageCmd:
-    """Page a configured target (``paging.pagerduty``) by hand."""
+    """Page a configured target (``paging.pagerduty`` or ``paging.opsgenie``) by hand."""
 
     key: str | None
     target: str
 
 
 @dataclass(frozen=True, slots=True)
+class StatusPageCmd:
+    """Preview a status page message (``open``, ``update``, ``resolve``; none: the next one)."""
+
+    key: str | None
+    action: str | None = None
+    target: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PostmortemCmd:
     key: str | None
+    export: bool = False  # ``postmortem export [target]``: to export.targets, not a draft
+    target: str | None = None  # the export target; None = every configured one
 
 
 Command: TypeAlias = (
     Declare | Ack | Sev | SetStatus | Assign | Update | Note | Timeline | FollowUp | Resolve
     | Reopen | List | Help | RunbookCmd | DiagCmd | RunCmd | CancelCmd | PostmortemCmd
-    | SilenceCmd | UnsilenceCmd | PageCmd
+    | SilenceCmd | UnsilenceCmd | PageCmd | StatusPageCmd | FileFollowUps
 )  # fmt: skip
 
 # -- help -----------------------------------------------------------------
@@ -197,7 +219,7 @@ Command: TypeAlias = (
 _SPEC: dict[str, tuple[str, str]] = {
     "declare": (
         '/incident declare <title> [sev:P1] [service:name] [impact:"text"] [lead:@person]',
-        "Open an incident.",
+        "Open an incident (without a title: a form).",
     ),
     "ack": ("/incident ack [key]", "Acknowledge the incident: you are on it."),
     "sev": ("/incident sev [key] <severity> [reason]", "Change the severity, e.g. to `P1`."),
@@ -215,7 +237,10 @@ _SPEC: dict[str, tuple[str, str]] = {
         "/incident timeline [key] [count]",
         f"Show you the last {TIMELINE_DEFAULT} events, or `count` of them (up to {TIMELINE_MAX}).",
     ),
-    "followup": ("/incident followup [key] <text> [@owner]", "Record a follow-up action."),
+    "followup": (
+        "/incident followup [key] <text> [@owner] [tracker:<name>] | followup [key] file <id|all>",
+        "Record a follow-up action (filed as a ticket when tickets are configured).",
+    ),
     "resolve": ("/incident resolve [key] [summary]", "Resolve, with root cause and resolution."),
     "reopen": ("/incident reopen [key] [reason]", "Reopen a resolved incident."),
     "list": ("/incident list [all]", "Show open incidents; `all` includes resolved ones."),
@@ -232,7 +257,14 @@ _SPEC: dict[str, tuple[str, str]] = {
     ),
     "unsilence": ("/incident unsilence [key] [silence id]", "Expire the incident's silences."),
     "page": ("/incident page [key] <target>", "Page an on-call target (e.g. PagerDuty) by hand."),
-    "postmortem": ("/incident postmortem [key]", "Draft the post-mortem."),
+    "statuspage": (
+        "/incident statuspage [open|update|resolve] [key] [page]",
+        "Publish to the public status page (a preview of the exact text first, then confirm).",
+    ),
+    "postmortem": (
+        "/incident postmortem [key] [export [target]]",
+        "Draft the post-mortem, or export it (Confluence, GitHub).",
+    ),
     "help": ("/incident help [subcommand]", "Show this help, or one subcommand's."),
 }
 USAGE: dict[str, str] = {name: usage for name, (usage, _) in _SPEC.items()}
@@ -247,6 +279,7 @@ _ALIASES = {
     "communications": "comms",
     "follow-up": "followup",
     "post-mortem": "postmortem",
+    "status-page": "statuspage",
 }
 _ROLE_ALIASES = {"lead": "commander", "ic": "commander", "comms": "communications"}
 
@@ -437,6 +470,8 @@ def _declare(a: _Args) -> Declare:
         if name in values:
             raise a.error(f"The {name} is given twice; give it once.")
         values[name] = a.person(value) if name == "commander" else value.strip()
+    if not title and not values:
+        return Declare("")  # no title at all: the declare form asks for one
     if not title:
         raise a.error(
             "`declare` needs a title, e.g. `/incident declare Checkout is failing sev:P1`."
@@ -501,10 +536,41 @@ def _timeline(a: _Args) -> Timeline:
     return Timeline(key, limit)
 
 
-def _followup(a: _Args) -> FollowUp:
-    """The owner is ``owner:@x`` anywhere, else a mention opening or closing the text."""
+_FILE_WHICH = re.compile(r"(?:#?([0-9]{1,9})|(all))", re.IGNORECASE)
+
+
+def _tracker(a: _Args, text: str) -> tuple[str, str | None]:
+    """``tracker:<name>`` anywhere in ``text``: (the rest, the name)."""
+    words = [w for w in _WORD.finditer(text) if w.group()[:8].lower() in ("tracker:", "tracker=")]
+    if not words:
+        return text, None
+    if len(words) > 1:
+        raise a.error("`followup` takes one `tracker:`; give it once.")
+    name = words[0].group()[8:].strip()
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", name):
+        raise a.error(
+            f"`tracker:` needs a ticket target's name, e.g. `tracker:jira`, not `{_show(name)}`."
+        )
+    rest = f"{text[: words[0].start()].rstrip()} {text[words[0].end() :].lstrip()}".strip()
+    return rest, name
+
+
+def _followup(a: _Args) -> FollowUp | FileFollowUps:
+    """The owner is ``owner:@x`` anywhere, else a mention opening or closing the text.
+
+    ``file <id|all>`` (and nothing else but ``tracker:``) files existing follow-ups instead.
+    """
     key = a.key()
-    text, owner = a.rest, None
+    rest, tracker = _tracker(a, a.rest)
+    head, tail = _split(rest)
+    if head.lower() == "file" and (match := _FILE_WHICH.fullmatch(tail.strip())):
+        number = int(match.group(1)) if match.group(1) else None
+        return FileFollowUps(key, number, tracker)
+    if head.lower() == "file" and not tail.strip():
+        raise a.error(
+            "`followup file` needs a follow-up's number or `all`, e.g. `followup file 3`."
+        )
+    text, owner = rest, None
     words = list(_WORD.finditer(text))
     given = [w for w in words if w.group()[:6].lower() in ("owner:", "owner=")]
     if len(given) > 1:
@@ -518,7 +584,7 @@ def _followup(a: _Args) -> FollowUp:
         text = text[: words[-1].start()].strip()
     if not text:
         raise a.error("`followup` needs text, e.g. `/incident followup add a queue alert @alice`.")
-    return FollowUp(key, text, owner)
+    return FollowUp(key, text, owner, tracker)
 
 
 def _steps(a: _Args) -> tuple[str | None, str | None, dict[str, str]]:
@@ -613,6 +679,26 @@ def _page(a: _Args) -> PageCmd:
     return PageCmd(key, words[0])
 
 
+STATUSPAGE_ACTIONS = ("open", "update", "resolve")
+
+
+def _statuspage(a: _Args) -> StatusPageCmd:
+    """``[key] [open|update|resolve] [key] [page]``: the key before or after the action."""
+    key = a.key()
+    words = _WORD.findall(a.rest)
+    action = words[0].lower() if words and words[0].lower() in STATUSPAGE_ACTIONS else None
+    if action is not None:
+        a.rest = _split(a.rest)[1]
+        key = key or a.key()
+    words = _WORD.findall(a.rest)
+    if len(words) > 1 or (words and not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", words[0])):
+        raise a.error(
+            f"`{_show(a.rest)}` is not a status page action or page name: use `open`, `update` "
+            "or `resolve`, then optionally the page, e.g. `/incident statuspage open public`."
+        )
+    return StatusPageCmd(key, action, words[0] if words else None)
+
+
 def _text(make: Callable[[str | None, str], Command], example: str = "") -> _Parser:
     """A subcommand taking ``[key]`` then free text (required when there is an example)."""
 
@@ -623,6 +709,27 @@ def _text(make: Callable[[str | None, str], Command], example: str = "") -> _Par
         return make(key, a.rest)
 
     return parse
+
+
+def _postmortem(a: _Args) -> PostmortemCmd:
+    key = a.key()
+    words = _WORD.findall(a.rest)
+    if not words:
+        return PostmortemCmd(key)
+    if words[0].lower() != "export":
+        raise a.error(
+            f"`postmortem` takes an incident key and `export [target]`; remove `{_show(a.rest)}`."
+        )
+    rest = words[1:]
+    if key is None and rest and _key_pattern(a.prefix).fullmatch(rest[0]):
+        a.rest = " ".join(rest)
+        key, rest = a.key(), rest[1:]
+    if len(rest) > 1 or (rest and not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", rest[0])):
+        raise a.error(
+            "`postmortem export` takes at most one export target, "
+            "e.g. `/incident postmortem export wiki`."
+        )
+    return PostmortemCmd(key, export=True, target=rest[0] if rest else None)
 
 
 def _key_only(make: Callable[[str | None], Command]) -> _Parser:
@@ -676,7 +783,8 @@ _PARSERS: dict[str, _Parser] = {
     "silence": _silence,
     "unsilence": _unsilence,
     "page": _page,
-    "postmortem": _key_only(PostmortemCmd),
+    "statuspage": _statuspage,
+    "postmortem": _postmortem,
     "help": _help,
 }
 

@@ -2,7 +2,7 @@
 
 The Slack listener parses (``bot.commands.parse.parse``), calls :func:`Dispatcher.run`,
 then renders the :class:`Outcome`: an ephemeral text, a public note, or a form
-(the update or resolve modal) to open. No Slack here.
+(the declare, update or resolve modal) to open. No Slack here.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from bot.commands import parse as c
 from bot.core import Core
 from bot.errors import InvalidInput, UserError
 from bot.incidents.silences import SilencePlan
+from bot.incidents.statuspage import ACTIONS, Action, StatusPlan
 from bot.runbooks import Runbook
 from bot.runbooks.engine import Pending
 from bot.runbooks.results import StepResult
 from bot.store.models import Incident, TimelineEvent
 
-Form = Literal["update", "resolve"]
+Form = Literal["update", "resolve", "declare"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class Outcome:
     runbooks: tuple[Runbook, ...] = ()
     postmortem: bool = False
     silence: SilencePlan | None = None  # a silence's preview, to confirm
+    statuspage: StatusPlan | None = None  # a status page message's preview, to confirm
     mentions: tuple[str, ...] = ()  # user ids ``text`` mentions as <@…> (the rest is escaped)
 
 
@@ -61,6 +63,8 @@ class Dispatcher:
                     return Outcome("No open incidents." if not show_all else "No incidents.")
                 lines = [f"*{i.key}* {i.severity} {i.status}: {i.title}" for i in found]
                 return Outcome("\n".join(lines))
+            case c.Declare("", None, None, None, None):
+                return Outcome("", form="declare")  # the declare form, for a title
             case c.Declare(title, severity, service, impact, commander):
                 made = await incidents.declare(
                     title=title,
@@ -107,9 +111,28 @@ class Dispatcher:
             case c.Timeline(_, limit):
                 events = await incidents.timeline(key, limit=limit)
                 return Outcome(f"Last {len(events)} events of {key}", key=key, events=tuple(events))
-            case c.FollowUp(_, text, owner):
-                item = await incidents.add_follow_up(key, text, actor=actor, owner=owner)
-                return Outcome(f"Follow-up #{item.id} added to {key}.", key=key)
+            case c.FollowUp(_, text, owner, tracker):
+                tickets = self.core.tickets
+                # A named target is checked first: a wrong one changes nothing.
+                target = (
+                    tickets.check(tracker) if tracker else tickets.policy.settings.default_target
+                )
+                item = await incidents.add_follow_up(
+                    key, text, actor=actor, owner=owner, tracker=tracker
+                )
+                filing = f" Filing it on {tickets.describe(target)}." if target else ""
+                return Outcome(f"Follow-up #{item.id} added to {key}.{filing}", key=key)
+            case c.FileFollowUps(_, number, tracker):
+                answer = await self.core.tickets.file(key, number, tracker=tracker, actor=actor)
+                where = self.core.tickets.describe(answer.target)
+                said = []
+                if answer.queued:
+                    shown = ", ".join(f"#{n}" for n in answer.queued)
+                    said.append(f"Filing follow-up(s) {shown} of {key} on {where}.")
+                if answer.filed:
+                    shown = ", ".join(f"#{n} as {t}" for n, t in answer.filed)
+                    said.append(f"Filed already: {shown}; reading their state back now.")
+                return Outcome(" ".join(said), key=key)
             case c.Reopen(_, reason):
                 await incidents.reopen(key, actor=actor, reason=reason)
                 return Outcome(f"{key} reopened.", key=key, public=True)
@@ -148,11 +171,31 @@ class Dispatcher:
                     groups=await self.groups_of(actor),
                 )
                 return Outcome(pending.title, key=key, public=True, pending=pending)
+            case c.PostmortemCmd(_, True, target):
+                queued = await self.core.exports.request(key, target, actor=actor)
+                names = ", ".join(f"`{t}`" for t in queued)
+                text = (
+                    f"📤 Exporting {key}'s post-mortem to {names}: the link follows here."
+                    if queued
+                    else f"{key}'s post-mortem export is already queued."
+                )
+                return Outcome(text, key=key, public=True)
             case c.PostmortemCmd():
                 return Outcome("", key=key, public=True, postmortem=True)
             case c.SilenceCmd(_, duration, matchers):
                 plan = await self.core.silences.preview(key, duration, matchers)
                 return Outcome(f"Silence {key}'s alerts?", key=key, silence=plan)
+            case c.StatusPageCmd(_, action, page):
+                notice = await self.core.statuspage.preview(
+                    key,
+                    None if action is None else _statuspage_action(action),
+                    page,
+                    actor=actor,
+                    groups=await self.groups_of(actor),
+                )
+                return Outcome(
+                    f"Publish to the status page `{notice.target}`?", key=key, statuspage=notice
+                )
             case c.PageCmd(_, target):
                 await self.core.paging.page(key, target, actor=actor)
                 return Outcome(f"Paging `{target}` for {key}.", key=key, public=True)
@@ -202,6 +245,13 @@ class Dispatcher:
         if not found.state.is_open:
             raise UserError(f"{found.key} is resolved. Reopen it first with `/incident reopen`.")
         return found
+
+
+def _statuspage_action(word: str) -> Action:
+    for action in ACTIONS:
+        if action == word:
+            return action
+    raise InvalidInput(f"`{word[:20]}` is not a status page action: use open, update or resolve.")
 
 
 def _describe(book: Runbook) -> str:

@@ -404,6 +404,42 @@ class PagerDutyTarget(_Section):
         return os.environ.get(self.routing_key_env) or None
 
 
+OpsgeniePriority = Literal["P1", "P2", "P3", "P4", "P5"]
+
+
+class OpsgenieTarget(_Section):
+    """One Opsgenie team paged through the Alert API v2; its API key (GenieKey) from the env."""
+
+    api_key_env: str = Field(description="variable holding the API integration's key")
+    url: str = Field(
+        default="https://api.opsgenie.com", description="Alert API base (EU: api.eu.opsgenie.com)"
+    )
+    team: str | None = Field(
+        default=None, min_length=1, description="responder team name (else the key's own routing)"
+    )
+    priorities: dict[str, OpsgeniePriority] = Field(
+        default_factory=dict,
+        description="severity → P1..P5; the rest by rank (most severe P1, … capped at P5)",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _key_set(self) -> OpsgenieTarget:
+        if not os.environ.get(self.api_key_env):
+            raise ValueError(f"environment variable {self.api_key_env} is not set")
+        return self
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) or None
+
+
 class PagingRule(_Section):
     """Which incidents page a target: every rule that matches pages its target."""
 
@@ -430,24 +466,159 @@ class EscalationStep(_Section):
 
 class PagingSettings(_Section):
     pagerduty: dict[str, PagerDutyTarget] = Field(default_factory=dict)
+    opsgenie: dict[str, OpsgenieTarget] = Field(default_factory=dict)
     rules: list[PagingRule] = Field(default_factory=list)
     escalation: list[EscalationStep] = Field(default_factory=list)
 
     @model_validator(mode="after")
+    def _unique_names(self) -> PagingSettings:
+        both = sorted(set(self.pagerduty) & set(self.opsgenie))
+        if both:
+            raise ValueError(
+                f"opsgenie.{both[0]}: {both[0]!r} is a pagerduty target too; a target's name "
+                "must be unique across paging.pagerduty and paging.opsgenie"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _known_targets(self) -> PagingSettings:
-        known = set(self.pagerduty)
+        known = set(self.targets)
         named = [(f"rules[{n}].target", r.target) for n, r in enumerate(self.rules)]
         steps = enumerate(self.escalation)
         named += [(f"escalation[{n}].page", s.page) for n, s in steps if s.page]
+        vendors = (("pagerduty", self.pagerduty), ("opsgenie", self.opsgenie))
         for where, name in named:
             if name not in known:
-                listed = ", ".join(sorted(known)) or "none configured"
+                listed = "; ".join(
+                    f"paging.{vendor}: {', '.join(sorted(names)) or 'none'}"
+                    for vendor, names in vendors
+                )
                 raise ValueError(f"{where}: no paging target {name!r} (known: {listed})")
         return self
 
     @property
     def targets(self) -> list[str]:
-        return list(self.pagerduty)
+        """Every target's name, PagerDuty's first (the names are unique across vendors)."""
+        return [*self.pagerduty, *self.opsgenie]
+
+
+TicketKind = Literal["jira", "github"]
+_REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_JIRA_PROJECT = re.compile(r"[A-Z][A-Z0-9_]{0,49}")
+
+
+class TicketTarget(_Section):
+    """One place follow-ups are filed: a Jira Cloud project or a GitHub repository."""
+
+    kind: TicketKind = Field(description="jira (Jira Cloud REST v3) or github (GitHub Issues)")
+    url: str | None = Field(
+        default=None,
+        description="Jira: the site, https://acme.atlassian.net; GitHub: API base "
+        "(default https://api.github.com)",
+    )
+    token_env: str = Field(description="variable holding the Jira API token or GitHub token")
+    email_env: str | None = Field(
+        default=None, description="Jira: variable holding the account's email (basic auth)"
+    )
+    project: str | None = Field(default=None, description="Jira: the project key, e.g. OPS")
+    repo: str | None = Field(default=None, description="GitHub: owner/name")
+    issue_type: str = Field(default="Task", min_length=1, description="Jira: the issue type")
+    labels: list[str] = Field(default_factory=list, description="labels every ticket gets")
+    priority: dict[str, str] = Field(
+        default_factory=dict, description="Jira: severity → priority name (others: none set)"
+    )
+    done_states: list[str] = Field(
+        default_factory=list,
+        description="Jira: status names that count as done besides the Done category; GitHub: "
+        "the close reasons (state_reason) that count as done (default: any closed issue)",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return url.rstrip("/")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, labels: list[str]) -> list[str]:
+        for label in labels:
+            if not label.strip() or any(c.isspace() for c in label):
+                raise ValueError(f"{label!r}: a label is one word (no spaces)")
+        return labels
+
+    @model_validator(mode="after")
+    def _per_kind(self) -> TicketTarget:
+        if self.kind == "jira":
+            if self.url is None:
+                raise ValueError("a jira target needs url (the site, https://acme.atlassian.net)")
+            if self.project is None or not _JIRA_PROJECT.fullmatch(self.project):
+                raise ValueError("a jira target needs project: its key, e.g. OPS")
+            if self.email_env is None:
+                raise ValueError("a jira target needs email_env (the account's email)")
+            if self.repo is not None:
+                raise ValueError("repo is for github targets; a jira target names a project")
+        else:
+            if self.repo is None or not _REPO.fullmatch(self.repo):
+                raise ValueError("a github target needs repo: owner/name, e.g. acme/platform")
+            if self.project is not None or self.email_env is not None or self.priority:
+                raise ValueError("project, email_env and priority are for jira targets")
+        for var in (self.token_env, self.email_env):
+            if var is not None and not os.environ.get(var):
+                raise ValueError(f"environment variable {var} is not set")
+        return self
+
+    @property
+    def api_url(self) -> str:
+        return self.url or ("https://api.github.com" if self.kind == "github" else "")
+
+    def token(self) -> str | None:
+        return os.environ.get(self.token_env) or None
+
+    def email(self) -> str | None:
+        return os.environ.get(self.email_env) or None if self.email_env else None
+
+
+class TicketSettings(_Section):
+    """Follow-ups filed as tickets (``tickets:``): named targets and the readback's pace."""
+
+    default: str | None = Field(default=None, description="the target used without tracker:")
+    targets: dict[str, TicketTarget] = Field(default_factory=dict)
+    poll_open: Duration = Field(
+        default=timedelta(minutes=5), description="ticket readback while the incident is open"
+    )
+    poll_resolved: Duration = Field(
+        default=timedelta(hours=1), description="ticket readback after it is resolved"
+    )
+
+    @field_validator("targets")
+    @classmethod
+    def _names(cls, targets: dict[str, TicketTarget]) -> dict[str, TicketTarget]:
+        bad = [n for n in targets if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", n)]
+        if bad:
+            raise ValueError(f"target names are lowercase letters, digits, - and _: {bad}")
+        return targets
+
+    @model_validator(mode="after")
+    def _default_known(self) -> TicketSettings:
+        if self.default is not None and self.default not in self.targets:
+            known = ", ".join(self.targets) or "none configured"
+            raise ValueError(f"default: no ticket target {self.default!r} (known: {known})")
+        for name, value in (("poll_open", self.poll_open), ("poll_resolved", self.poll_resolved)):
+            if value < timedelta(seconds=30):
+                raise ValueError(f"{name}: at least 30s")
+        return self
+
+    @property
+    def default_target(self) -> str | None:
+        """``default``, else the only target."""
+        if self.default is not None:
+            return self.default
+        return next(iter(self.targets)) if len(self.targets) == 1 else None
 
 
 def _default_webhooks() -> dict[str, WebhookSettings]:
@@ -488,6 +659,10 @@ class SlackSettings(_Section):
     )
     private_channels: bool = False
     routing: list[RoutingRule] = Field(default_factory=list)
+    home_refresh: Duration = Field(
+        default=timedelta(seconds=10),
+        description="a person's App Home is published at most once per this interval",
+    )
 
     @field_validator("channel_pattern")
     @classmethod

@@ -23,6 +23,7 @@ from sqlmodel import col, select
 
 from bot.clock import Clock
 from bot.delivery import quiet
+from bot.delivery.home import DEFAULT_EVERY, HOME, HomeDelivery
 from bot.delivery.outbox import claim, renew, settle
 from bot.delivery.paging import NoPager, PagingDelivery, PagingPolicy
 from bot.delivery.silences import Deliver, NoSilencer, SilenceDelivery
@@ -75,6 +76,7 @@ class DeliveryWorker:
         pager: Pager | None = None,
         paging: PagingPolicy | None = None,
         kinds: Mapping[str, Deliver] | None = None,
+        home_every: timedelta = DEFAULT_EVERY,
     ) -> None:
         self.runbooks = runbooks
         self.db = db
@@ -102,6 +104,12 @@ class DeliveryWorker:
         ).kinds()
         #: The other integrations' kinds (status page, tickets, export), composed by the caller.
         self.kinds |= dict(kinds or {})
+        #: A status page is configured: the card offers its buttons (``bot.delivery.statuspage``).
+        self.status_page_ready = False
+        #: People's home pages (``bot.delivery.home``): rows of no incident.
+        self.homes = HomeDelivery(
+            db, chat, incidents.scheme, clock, public_url=public_url, every=home_every
+        )
 
     async def run_once(self) -> int:
         """Claim and deliver one batch (lanes in parallel); return how many rows were tried."""
@@ -255,6 +263,8 @@ class DeliveryWorker:
             log.warning("outbox row %s: lease lost, outcome dropped", row.id)
 
     async def _execute(self, row: OutboxRow) -> dict[str, Any]:
+        if row.kind == HOME:
+            return await self.homes.deliver(row)
         incident = await self._incident(row)
         marker = f"wr-{row.id}"
         kind = row.kind
@@ -476,6 +486,7 @@ class DeliveryWorker:
             )
             if self.runbooks is not None:  # the mitigations the latest results suggest
                 card = replace(card, next_steps=await next_steps(session, incident, self.runbooks))
+            card = replace(card, status_page_ready=self.status_page_ready)
             return replace(card, resolve_ready=await quiet.resolve_ready(session, incident))
 
     def _page(self, incident: Incident) -> str | None:

@@ -419,8 +419,16 @@ class Incidents:
         return await self._change(key, actor, change)
 
     async def add_follow_up(
-        self, key: str, text: str, *, actor: str, owner: str | None = None
+        self,
+        key: str,
+        text: str,
+        *,
+        actor: str,
+        owner: str | None = None,
+        tracker: str | None = None,
     ) -> FollowUp:
+        """Record a follow-up; ``tracker`` (a ticket target's name) goes on its event, where
+        the ticket listener (``bot.delivery.tickets``) reads which target to file it on."""
         text = _text(text, "follow-up", TEXT_MAX, required=True)
         owner = (owner or "").strip() or None
         now = self.clock.now()
@@ -435,7 +443,8 @@ class Incidents:
             change = Change(
                 EventKind.FOLLOW_UP,
                 f"follow-up #{follow_up.id}: {text}{who}",
-                {"follow_up_id": follow_up.id, "owner": owner},
+                {"follow_up_id": follow_up.id, "owner": owner}
+                | ({"tracker": tracker} if tracker else {}),
             )
             await self._record(session, incident, actor, [change], now)
         return follow_up

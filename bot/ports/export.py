@@ -39,6 +39,7 @@ class Exporter(Protocol):
         """Create the document on ``target`` (a configured name), or update ``existing``."""
         ...
 
-    async def find(self, target: str, key: str) -> ExportRef | None:
-        """The document already exported for incident ``key``, if any (a lost answer)."""
+    async def find(self, target: str, document: ExportDocument) -> ExportRef | None:
+        """The document already exported for ``document.key`` (by the title or path the
+        target derives from it), if any: what a lost answer made."""
         ...

@@ -36,9 +36,13 @@ class StatusNotice:
 
 @dataclass(frozen=True, slots=True)
 class StatusRef:
+    """A status incident: the vendor's id, its public link, its phase, and (when the vendor
+    said) the text of its latest message, so a retry can tell whether its notice went out."""
+
     id: str
     url: str | None
     phase: str
+    last_body: str | None = None
 
 
 class StatusPage(Protocol):

@@ -16,13 +16,17 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class TicketDraft:
-    """A follow-up as a ticket. ``rank`` is the incident severity's place in the scheme (0: the
-    most severe), so an adapter can map it onto its tracker's priorities."""
+    """A follow-up as a ticket. ``severity`` is the incident's (``P1``) and ``rank`` its place
+    in the scheme (0: the most severe), so an adapter can map either onto its tracker's
+    priorities. ``body`` is plain text, paragraphs apart by blank lines; ``link`` the
+    incident's page. ``marker`` is made of letters, digits and ``-`` (a Jira label can hold
+    it)."""
 
     marker: str
     title: str
     body: str
     rank: int
+    severity: str = ""
     labels: Sequence[str] = field(default_factory=tuple)
     link: str | None = None
 

@@ -25,6 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.errors import IncidentNotFound
 from bot.incidents.lifecycle import EventKind, Incidents
 from bot.incidents.severity import SeverityScheme
+from bot.incidents.statuspage import PUBLISHED, from_events
 from bot.postmortem.facts import REVIEW_WITHIN, Facts, known_level
 from bot.postmortem.model import (
     ActionItem,
@@ -64,6 +65,7 @@ _WITH_DATA = (
     *STEP_KINDS,
     "update",
     "pinned",
+    PUBLISHED,
 )
 _GRADE_RANK = {"red": 0, "error": 1, "yellow": 2}
 _NO_DATA: Mapping[str, Any] = MappingProxyType({})
@@ -176,7 +178,7 @@ async def build_postmortem(
     drafted = prefill(incident, step_rows, progress)
     if not progress.strip():  # the title alone says less than the draft's "what happened" prompt
         drafted = replace(drafted, summary="")
-    return _assemble(
+    drafted_pm = _assemble(
         incident,
         alerts,
         events,
@@ -188,6 +190,9 @@ async def build_postmortem(
         timeline_limit,
         drafted=drafted,
     )
+    # The public status page links, from the timeline's publications (bot.incidents.statuspage).
+    public = from_events((e.kind, e.data or {}) for e in events)
+    return replace(drafted_pm, status_pages=public) if public else drafted_pm
 
 
 def _raw(column: Mapped[Any] | sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.incidents.statuspage import StatusPageLink
+
 
 @dataclass(frozen=True, slots=True)
 class Span:
@@ -227,6 +229,8 @@ class PostMortem:
     review_by: datetime | None
     reopened: int
     generated_at: datetime
+    #: The public status page incidents (bot.incidents.statuspage): target, link, last phase.
+    status_pages: tuple[StatusPageLink, ...] = ()
 
     @property
     def responders(self) -> tuple[Person, ...]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from bot.drafts import postmortem_markdown
-from handlers.cli.base import Context, cli, pass_ctx
+from handlers.cli.base import EXIT_REFUSED, Context, cli, pass_ctx
 
 
 @cli.command()
@@ -19,9 +20,18 @@ from handlers.cli.base import Context, cli, pass_ctx
     type=click.Path(dir_okay=False, writable=True),
     help="Write to FILE instead of standard output.",
 )
+@click.option(
+    "--export",
+    "target",
+    metavar="TARGET",
+    help="Export the draft to TARGET of export.targets (Confluence, GitHub) instead.",
+)
 @pass_ctx
-def postmortem(obj: Context, key: str, fmt: str, output: str | None) -> None:
+def postmortem(obj: Context, key: str, fmt: str, output: str | None, target: str | None) -> None:
     """Draft the post-mortem of incident KEY (Markdown, or HTML for a browser)."""
+    if target is not None:
+        _export(obj, key, target)
+        return
     text = obj.run(lambda core: postmortem_markdown(core, key))
     if fmt == "html":
         from markdown_it import MarkdownIt
@@ -33,6 +43,21 @@ def postmortem(obj: Context, key: str, fmt: str, output: str | None) -> None:
         click.echo(f"wrote {output}")
     else:
         click.echo(text, nl=False)
+
+
+def _export(obj: Context, key: str, target: str) -> None:
+    """Queue the export, let this command's delivery run it, then say what became of it."""
+    queued = obj.run(lambda core: core.exports.request(key, target, actor=obj.actor))
+    outcomes = obj.run(lambda core: core.exports.outcomes(key, [target]))
+    text = outcomes.get(target)
+    if text is None:
+        how = "queued" if queued else "already queued"
+        click.echo(f"{key}: export to {target} {how}; the server's worker will retry it.")
+    elif text.startswith("⚠️"):
+        click.echo(f"error: {text}", err=True)
+        sys.exit(EXIT_REFUSED)
+    else:
+        click.echo(text)
 
 
 # -- incidents -----------------------------------------------------------------

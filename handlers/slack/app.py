@@ -24,17 +24,26 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.commands import parse as commands
 from bot.commands.run import Dispatcher, Outcome
 from bot.core import Core
+from bot.delivery.home import show_home
 from bot.drafts import postmortem_markdown
 from bot.errors import StorageUnavailable, UserError
 from bot.incidents.card import CardView, load_card
 from bot.incidents.lifecycle import Change
 from bot.incidents.silences import DURATIONS, SilencePlan
+from bot.incidents.statuspage import StatusPlan
 from bot.ports.chat import ChatError
 from bot.postmortem.prefill import ResolvePrefill, load_prefill
 from bot.runbooks import text as runbook_text
 from bot.runbooks.suggest import suggestion
 from bot.store.replay import ReplayGuard
 from handlers.slack import blocks
+from handlers.slack.blocks.statuspage import (
+    STATUSPAGE,
+    STATUSPAGE_CONFIRM,
+    STATUSPAGE_RESOLVE,
+    statuspage_preview_blocks,
+    statuspage_preview_text,
+)
 from handlers.slack.chat import SlackChat
 from handlers.slack.requests import skip_repeats
 
@@ -98,6 +107,9 @@ class Listeners:
     async def _answer(
         self, outcome: Outcome, respond: Respond, trigger_id: str | None, actor: str
     ) -> None:
+        if outcome.statuspage is not None:
+            await self._statuspage_preview(outcome.statuspage, respond)
+            return
         if outcome.silence is not None:
             await self._silence_preview(outcome.silence, respond)
             return
@@ -111,6 +123,9 @@ class Listeners:
                 text=blocks.reply_text(outcome.text, outcome.mentions),
                 blocks=blocks.runbook_blocks(outcome.text, outcome.key, steps),
             )
+            return
+        if outcome.form == "declare":
+            await self.open_declare(trigger_id, actor)
             return
         if outcome.form is not None and outcome.key is not None:
             await self.open_form(outcome.form, outcome.key, trigger_id)
@@ -143,6 +158,7 @@ class Listeners:
         for book in self.core.runbooks.runbooks:
             for step in book.mitigations:
                 named.update(step.allowed.groups)
+        named.update(self.core.statuspage.groups_named())
         for grant in self.core.settings.runbooks.grants.values():
             named.update(grant.groups)
         now = time.monotonic()
@@ -234,6 +250,18 @@ class Listeners:
             )
         await self.chat.call("views.open", trigger_id=trigger_id, view=modal)
 
+    async def open_declare(self, trigger_id: str | None, actor: str) -> None:
+        """The declare form (``/incident declare`` without a title, the Home tab's button)."""
+        if not trigger_id:
+            raise UserError("Slack sent no trigger id: try again.")
+        scheme = self.core.incidents.scheme
+        modal = blocks.declare_modal(
+            [(level.name, level.label) for level in scheme.levels],
+            scheme.default,
+            commander=actor,
+        )
+        await self.chat.call("views.open", trigger_id=trigger_id, view=modal)
+
     async def _prefill(self, key: str) -> ResolvePrefill:
         """The resolution the record suggests: the resolve form starts from it."""
         incident = await self.core.incidents.get(key)
@@ -278,6 +306,14 @@ class Listeners:
                 elif action_id == blocks.SILENCE:
                     plan = await self.core.silences.preview(value, "1h")
                     await self._silence_preview(plan, respond, durations=SILENCE_CHOICES)
+                elif action_id in (STATUSPAGE, STATUSPAGE_RESOLVE):
+                    notice = await self.core.statuspage.preview(
+                        value,
+                        "resolve" if action_id == STATUSPAGE_RESOLVE else None,
+                        actor=actor,
+                        groups=await self.groups_of(actor),
+                    )
+                    await self._statuspage_preview(notice, respond)
                 elif action_id == blocks.UNSILENCE:
                     ids = await self.core.silences.unsilence(value, actor=actor)
                     await respond(
@@ -416,6 +452,46 @@ class Listeners:
                 await respond(response_type="ephemeral", replace_original=False, text=_down(ref.id))
             self.wake()
 
+    # -- the status page ------------------------------------------------------
+
+    async def _statuspage_preview(self, plan: StatusPlan, respond: Respond) -> None:
+        """Only the person asking sees the preview: the exact public text and its button."""
+        await respond(
+            response_type="ephemeral",
+            replace_original=False,
+            text=blocks.fallback(statuspage_preview_text(plan)),
+            blocks=statuspage_preview_blocks(plan),
+        )
+
+    async def statuspage_confirmed(
+        self, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond
+    ) -> None:
+        await ack()
+        self.later(self._statuspage_confirmed(body, action, respond))
+
+    async def _statuspage_confirmed(
+        self, body: dict[str, Any], action: dict[str, Any], respond: Respond
+    ) -> None:
+        actor = body["user"]["id"]
+        with _reference() as ref:
+            try:
+                made = await self.core.statuspage.request(
+                    action.get("value", ""), actor=actor, groups=await self.groups_of(actor)
+                )
+                text = (
+                    "Publishing to the status page; the public link goes on the timeline and "
+                    "in the channel."
+                    if made
+                    else "This status page message was published already."
+                )
+                # The preview is replaced: its button cannot be pressed twice.
+                await respond(response_type="ephemeral", replace_original=True, text=text)
+            except UserError as error:
+                await respond(response_type="ephemeral", replace_original=False, text=str(error))
+            except StorageUnavailable:
+                await respond(response_type="ephemeral", replace_original=False, text=_down(ref.id))
+            self.wake()
+
     # -- modals ---------------------------------------------------------------
 
     async def update_submitted(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
@@ -452,6 +528,54 @@ class Listeners:
                 resolution=str(values.get("resolution", "")),
             )
         self.wake()
+
+    async def declare_submitted(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        try:
+            values = blocks.read_declare_submission(
+                view["state"]["values"], self.core.incidents.scheme.names
+            )
+        except ValueError as error:
+            await ack(response_action="errors", errors={"title": str(error)})
+            return
+        await ack()
+        self.later(self._declare_submitted(body, values))
+
+    async def _declare_submitted(self, body: dict[str, Any], values: dict[str, str]) -> None:
+        actor = body["user"]["id"]
+        with _reference():
+            await self.core.incidents.declare(
+                title=values["title"],
+                actor=actor,
+                severity=values["severity"] or None,
+                service=values["service"] or None,
+                impact=values["impact"],
+                commander=values["commander"] or actor,
+            )
+        self.wake()
+
+    # -- App Home -------------------------------------------------------------
+
+    async def home_opened(self, ack: Any, event: dict[str, Any], body: dict[str, Any]) -> None:
+        await ack()
+        if event.get("tab", "home") == "home" and event.get("user"):
+            self.later(self._home_opened(str(event["user"])))
+
+    async def _home_opened(self, user: str) -> None:
+        """Published through the outbox: once across replicas, paced per person."""
+        with _reference():
+            every = self.core.settings.slack.home_refresh
+            if await show_home(self.core.db, self.core.clock, user, every=every):
+                self.wake()
+
+    async def home_declare(
+        self, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond
+    ) -> None:
+        await ack()
+        self.later(self._home_declare(body))
+
+    async def _home_declare(self, body: dict[str, Any]) -> None:
+        with _reference():
+            await self.open_declare(body.get("trigger_id"), body["user"]["id"])
 
     # -- events ---------------------------------------------------------------
 
@@ -547,11 +671,14 @@ def build_bolt(core: Core, chat: SlackChat, *, wake: Callable[[], None], later: 
         blocks.RUN_DIAGNOSTICS,
         blocks.SILENCE,
         blocks.UNSILENCE,
+        STATUSPAGE,
+        STATUSPAGE_RESOLVE,
     ):
         app.action(action_id)(listen.button)
     app.action(re.compile(rf"^{re.escape(blocks.SILENCE_CONFIRM)}\.[a-z0-9-]+$"))(
         listen.silence_confirmed
     )
+    app.action(STATUSPAGE_CONFIRM)(listen.statuspage_confirmed)
     app.action(re.compile(rf"^{re.escape(blocks.RUNBOOK_DIAG)}\.\d+$"))(listen.runbook_button)
     app.action(re.compile(rf"^{re.escape(blocks.NEXT_STEP)}\.\d+$"))(listen.runbook_button)
     app.action(blocks.RUNBOOK_APPROVE)(listen.runbook_button)
@@ -559,6 +686,9 @@ def build_bolt(core: Core, chat: SlackChat, *, wake: Callable[[], None], later: 
     app.action(blocks.RUNBOOK_CANCEL)(listen.runbook_button)
     app.view(blocks.UPDATE_MODAL)(listen.update_submitted)
     app.view(blocks.RESOLVE_MODAL)(listen.resolve_submitted)
+    app.view(blocks.DECLARE_MODAL)(listen.declare_submitted)
+    app.action(blocks.HOME_DECLARE)(listen.home_declare)
+    app.event("app_home_opened")(listen.home_opened)
     app.event("reaction_added")(listen.reaction)
     app.event("member_joined_channel")(listen.member_joined)
 

@@ -50,6 +50,7 @@ HAPPY: list[tuple[str, Command]] = [
     ("help declare", Help("declare")),
     ("help severity", Help("sev")),
     # declare
+    ("declare", Declare("")),  # no title: the declare form
     ("declare Checkout is failing", Declare("Checkout is failing")),
     ("Declare  Checkout   is failing ", Declare("Checkout is failing")),
     (
@@ -182,11 +183,10 @@ def test_severities_reach_the_scheme_as_typed() -> None:
 ERRORS: list[tuple[str, str, str]] = [
     # (text, the message contains, usage of)
     (
-        "declare",
+        "declare sev:P1 service:db",
         "`declare` needs a title, e.g. `/incident declare Checkout is failing sev:P1`.",
         "declare",
     ),
-    ("declare sev:P1 service:db", "`declare` needs a title", "declare"),
     ("declare DB down sev:", "`sev:` needs a value, e.g. `sev:P1`.", "declare"),
     ("declare DB down --sev", "`--sev` needs a value, e.g. `--sev P1`.", "declare"),
     ("declare DB down -s", "`-s` needs a value, e.g. `-s P1`.", "declare"),
@@ -288,7 +288,7 @@ def test_usage_errors_say_what_is_wrong(text: str, message: str, usage_of: str) 
 UNKNOWN: list[tuple[str, list[str]]] = [
     ("decalre DB down", ["declare"]),
     ("acknowlege", ["ack"]),
-    ("stauts mitigating", ["status"]),
+    ("stauts mitigating", ["status", "statuspage"]),
     ("folowup x", ["followup"]),
     ("timline", ["timeline"]),
     ("resolv", ["resolve", "role"]),

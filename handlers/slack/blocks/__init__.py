@@ -20,7 +20,8 @@ The modules, each depending only on those above it:
     card      the incident card (card_blocks, card_text), its suggested next steps and its
               action ids
     messages  message, help, error, reminder and timeline blocks; parse_snooze
-    modals    the update and resolve modals and reading their submissions
+    modals    the declare, update and resolve modals and reading their submissions
+    home      the App Home tab: the viewer's incidents, all open ones, the Declare button
     runbooks  diagnostic buttons; a pending mitigation's Approve / Confirm / Cancel
     silences  a silence's preview and its Create buttons
 """
@@ -44,6 +45,7 @@ from handlers.slack.blocks.card import (
     card_text,
 )
 from handlers.slack.blocks.compose import Block
+from handlers.slack.blocks.home import HOME_CALLBACK, HOME_DECLARE, home_view
 from handlers.slack.blocks.limits import (
     BUTTON_TEXT_MAX,
     BUTTON_VALUE_MAX,
@@ -51,6 +53,7 @@ from handlers.slack.blocks.limits import (
     CONTEXT_MAX,
     FIELD_MAX,
     HEADER_MAX,
+    HOME_MAX_BLOCKS,
     INITIAL_VALUE_MAX,
     MAX_BLOCKS,
     MAX_FIELDS,
@@ -72,11 +75,14 @@ from handlers.slack.blocks.messages import (
     timeline_blocks,
 )
 from handlers.slack.blocks.modals import (
+    DECLARE_MODAL,
     NEXT_UPDATE_MINUTES,
     POSTMORTEM,
     RESOLVE_MODAL,
     STATUSES,
     UPDATE_MODAL,
+    declare_modal,
+    read_declare_submission,
     read_resolve_submission,
     read_update_submission,
     resolve_modal,
@@ -106,8 +112,12 @@ __all__ = [
     "CARD_ACTIONS",
     "CONFIRM_TITLE_MAX",
     "CONTEXT_MAX",
+    "DECLARE_MODAL",
     "FIELD_MAX",
     "HEADER_MAX",
+    "HOME_CALLBACK",
+    "HOME_DECLARE",
+    "HOME_MAX_BLOCKS",
     "INITIAL_VALUE_MAX",
     "MAX_BLOCKS",
     "MAX_FIELDS",
@@ -144,14 +154,17 @@ __all__ = [
     "card_blocks",
     "card_text",
     "core_text",
+    "declare_modal",
     "error_blocks",
     "escape",
     "fallback",
     "help_blocks",
+    "home_view",
     "message_blocks",
     "parse_snooze",
     "pending_blocks",
     "pending_fallback",
+    "read_declare_submission",
     "read_resolve_submission",
     "read_update_submission",
     "reminder_blocks",
