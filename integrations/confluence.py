@@ -33,11 +33,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from bot.config.export import ConfluenceTarget
-from bot.ports.errors import Refused, Throttled, Unavailable
+from bot.ports.errors import Refused, Unavailable
 from bot.ports.export import ExportDocument, ExportRef
+from integrations.http_errors import json_of, one_line, send
 
 TIMEOUT_S = 20.0
-DEFAULT_RETRY_AFTER_S = 10.0
 CONFLICT_RETRIES = 3
 API = "/wiki/api/v2"
 
@@ -249,7 +249,7 @@ class ConfluenceExporter:
                 current = await _call(client, target, "GET", f"/pages/{existing.id}")
                 if current.status_code != 200:
                     raise _refused(target, current)
-                version = int(_json(current).get("version", {}).get("number", 1))
+                version = int(json_of(current).get("version", {}).get("number", 1))
             update = {
                 "id": existing.id,
                 "status": "current",
@@ -275,7 +275,7 @@ class ConfluenceExporter:
         answer = await _call(client, target, "GET", "/spaces", params={"keys": space})
         if answer.status_code != 200:
             raise _refused(target, answer)
-        results = _json(answer).get("results") or []
+        results = json_of(answer).get("results") or []
         if not results:
             raise Refused(f"{target}: no space {space!r} that the account can see")
         self._space_ids[target] = str(results[0]["id"])
@@ -287,7 +287,7 @@ class ConfluenceExporter:
         answer = await _call(client, target, "GET", "/pages", params=params)
         if answer.status_code != 200:
             raise _refused(target, answer)
-        data = _json(answer)
+        data = json_of(answer)
         for page in data.get("results") or []:
             if page.get("title") == title:
                 return _ref_of(self._config(target), page, data.get("_links") or {})
@@ -298,23 +298,11 @@ async def _call(
     client: httpx.AsyncClient, target: str, method: str, path: str, **kwargs: Any
 ) -> httpx.Response:
     """One request; throttling, 5xx and lost connections raised, the rest returned."""
-    try:
-        answer = await client.request(method, path, **kwargs)
-    except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-        raise Unavailable(f"{target}: cannot connect: {error}", uncertain=False) from None
-    except httpx.TransportError as error:  # sent, answer lost: a write may have been applied
-        kind = type(error).__name__
-        raise Unavailable(f"{target}: {kind}: {error}", uncertain=method != "GET") from None
-    code = answer.status_code
-    if code == 429:
-        raise Throttled(f"{target}: HTTP 429: {_said(answer)}", retry_after=_retry_after(answer))
-    if code >= 500:
-        raise Unavailable(f"{target}: HTTP {code}: {_said(answer)}", uncertain=method != "GET")
-    return answer
+    return await send(client, target, method, path, said=_said, **kwargs)
 
 
 def _ref(config: ConfluenceTarget, answer: httpx.Response) -> ExportRef:
-    page = _json(answer)
+    page = json_of(answer)
     return _ref_of(config, page, page.get("_links") or {})
 
 
@@ -330,18 +318,10 @@ def _refused(target: str, answer: httpx.Response) -> Refused:
     return Refused(f"{target}: HTTP {answer.status_code}: {_said(answer)}")
 
 
-def _json(answer: httpx.Response) -> dict[str, Any]:
-    try:
-        data = answer.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _said(answer: httpx.Response) -> str:
     """Confluence's v2 error shape ``{errors: [{status, code, title, detail}]}``, the v1 one
     ``{statusCode, message}``, else the text, in one line."""
-    data = _json(answer)
+    data = json_of(answer)
     errors = data.get("errors")
     if isinstance(errors, list) and errors:
         parts = []
@@ -354,11 +334,4 @@ def _said(answer: httpx.Response) -> str:
             return "; ".join(parts)[:300]
     if data.get("message"):
         return str(data["message"])[:300]
-    return " ".join(answer.text.split())[:300] or answer.reason_phrase
-
-
-def _retry_after(answer: httpx.Response) -> float:
-    try:
-        return max(float(answer.headers.get("Retry-After", "")), 0.0)
-    except ValueError:
-        return DEFAULT_RETRY_AFTER_S
+    return one_line(answer.text) or answer.reason_phrase

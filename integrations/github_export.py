@@ -30,8 +30,9 @@ from urllib.parse import quote
 import httpx
 
 from bot.config.export import GitHubTarget, fill
-from bot.ports.errors import Refused, Throttled, Unavailable
+from bot.ports.errors import Refused, Unavailable
 from bot.ports.export import ExportDocument, ExportRef
+from integrations.http_errors import json_of, one_line, retry_after, send
 
 TIMEOUT_S = 20.0
 DEFAULT_RETRY_AFTER_S = 60.0
@@ -98,7 +99,7 @@ class GitHubExporter:
             return None
         if answer.status_code != 200:
             raise _refused(target, answer)
-        data = _json(answer)
+        data = json_of(answer)
         if data.get("type") != "file":
             raise Refused(f"{target}: {path_of(config, key)} is a {data.get('type')}, not a file")
         try:
@@ -127,7 +128,7 @@ class GitHubExporter:
                 url = self._url(config, document.key)
                 answer = await _call(client, target, "PUT", url, json=body)
                 if answer.status_code in (200, 201):
-                    file = _json(answer).get("content") or {}
+                    file = json_of(answer).get("content") or {}
                     return ExportRef(
                         id=str(file.get("path") or path_of(config, document.key)),
                         url=file.get("html_url"),
@@ -155,39 +156,25 @@ async def _call(
     client: httpx.AsyncClient, target: str, method: str, url: str, **kwargs: Any
 ) -> httpx.Response:
     """One request; rate limits, 5xx and lost connections raised, the rest returned."""
-    try:
-        answer = await client.request(method, url, **kwargs)
-    except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-        raise Unavailable(f"{target}: cannot connect: {error}", uncertain=False) from None
-    except httpx.TransportError as error:
-        kind = type(error).__name__
-        raise Unavailable(f"{target}: {kind}: {error}", uncertain=method != "GET") from None
-    code = answer.status_code
-    limited = code == 403 and (
+    return await send(client, target, method, url, said=_said, throttled=_throttled, **kwargs)
+
+
+def _throttled(answer: httpx.Response) -> float | None:
+    """429, and 403 with ``x-ratelimit-remaining: 0`` or a ``Retry-After`` (the primary and
+    secondary rate limits): how long to wait; None for any other answer."""
+    limited = answer.status_code == 403 and (
         answer.headers.get("x-ratelimit-remaining") == "0" or "retry-after" in answer.headers
     )
-    if code == 429 or limited:
-        raise Throttled(f"{target}: HTTP {code}: {_said(answer)}", retry_after=_retry_after(answer))
-    if code >= 500:
-        raise Unavailable(f"{target}: HTTP {code}: {_said(answer)}", uncertain=method != "GET")
-    return answer
+    return _retry_after(answer) if answer.status_code == 429 or limited else None
 
 
 def _refused(target: str, answer: httpx.Response) -> Refused:
     return Refused(f"{target}: HTTP {answer.status_code}: {_said(answer)}")
 
 
-def _json(answer: httpx.Response) -> dict[str, Any]:
-    try:
-        data = answer.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _said(answer: httpx.Response) -> str:
     """GitHub's ``{message, errors?, documentation_url}``, else the text, in one line."""
-    data = _json(answer)
+    data = json_of(answer)
     message = data.get("message")
     if message:
         said = " ".join(str(message).split())
@@ -198,16 +185,12 @@ def _said(answer: httpx.Response) -> str:
                 for e in errors
             )
         return said[:300]
-    return " ".join(answer.text.split())[:300] or answer.reason_phrase
+    return one_line(answer.text) or answer.reason_phrase
 
 
 def _retry_after(answer: httpx.Response) -> float:
-    after = answer.headers.get("retry-after")
-    if after is not None:
-        try:
-            return max(float(after), 0.0)
-        except ValueError:
-            return DEFAULT_RETRY_AFTER_S
+    if "retry-after" in answer.headers:
+        return retry_after(answer, DEFAULT_RETRY_AFTER_S)
     reset = answer.headers.get("x-ratelimit-reset")
     if reset is not None:
         try:

@@ -22,10 +22,10 @@ from typing import Any
 import httpx
 
 from bot.config.settings import Settings, StatusPageTarget
-from bot.ports.errors import Refused, Throttled, Unavailable
+from bot.ports.errors import Refused, Throttled
 from bot.ports.statuspage import StatusNotice, StatusRef
+from integrations.http_errors import TIMEOUT_S, json_of, one_line, retry_after, send
 
-TIMEOUT_S = 10.0
 #: Statuspage allows one request a second per key; without a Retry-After, wait this long.
 DEFAULT_RETRY_AFTER_S = 2.0
 METADATA_KEY = "warroom"
@@ -89,30 +89,32 @@ class StatuspageAdapter:
             raise Refused(f"statuspage {target}: {config.api_key_env} is not set")
         headers = {"Authorization": f"OAuth {key}", "Accept": "application/json"}
         url = f"/v1/pages/{config.page_id}{path}"
-        try:
-            async with httpx.AsyncClient(
-                base_url=config.url, timeout=self.timeout, transport=self.transport
-            ) as client:
-                answer = await client.request(
-                    method, url, json=json, params=params, headers=headers
-                )
-        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-            raise Unavailable(
-                f"statuspage {target}: cannot connect: {error}", uncertain=False
-            ) from None
-        except httpx.TransportError as error:  # sent, answer lost: it may have been applied
-            kind = type(error).__name__
-            raise Unavailable(f"statuspage {target}: {kind}: {error}", uncertain=True) from None
+        name = f"statuspage {target}"
+        async with httpx.AsyncClient(
+            base_url=config.url, timeout=self.timeout, transport=self.transport
+        ) as client:
+            # Every call counts as possibly applied when its answer is lost or a 5xx; 420 and
+            # 429 are read here, below, as Statuspage's rate limit.
+            answer = await send(
+                client,
+                name,
+                method,
+                url,
+                said=_said,
+                throttled=None,
+                uncertain=True,
+                json=json,
+                params=params,
+                headers=headers,
+            )
         code = answer.status_code
         if code in (420, 429):
             raise Throttled(
-                f"statuspage {target}: HTTP {code} (rate limited): {_said(answer)}",
-                retry_after=_retry_after(answer),
+                f"{name}: HTTP {code} (rate limited): {_said(answer)}",
+                retry_after=retry_after(answer, DEFAULT_RETRY_AFTER_S),
             )
-        if code >= 500:
-            raise Unavailable(f"statuspage {target}: HTTP {code}: {_said(answer)}", uncertain=True)
         if not 200 <= code < 300:
-            raise Refused(f"statuspage {target}: HTTP {code}: {_said(answer)}")
+            raise Refused(f"{name}: HTTP {code}: {_said(answer)}")
         return answer
 
 
@@ -130,11 +132,8 @@ def _change(notice: StatusNotice) -> dict[str, Any]:
 
 
 def _ref(target: str, answer: httpx.Response) -> StatusRef:
-    try:
-        data = answer.json()
-    except ValueError:
-        data = None
-    if not isinstance(data, dict) or not data.get("id"):
+    data = json_of(answer)
+    if not data.get("id"):
         raise Refused(f"statuspage {target}: no incident id in the answer: {_said(answer)}")
     return _as_ref(data)
 
@@ -153,24 +152,13 @@ def _as_ref(incident: Mapping[str, Any]) -> StatusRef:
 
 def _said(answer: httpx.Response) -> str:
     """Statuspage's ``{"error": …}`` (a text or a list) or ``{"message": …}``, else the text."""
-    try:
-        data = answer.json()
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        said = data.get("error") or data.get("message")
-        if isinstance(said, list):
-            said = "; ".join(str(s) for s in said)
-        if said:
-            return " ".join(str(said).split())[:300]
-    return " ".join(answer.text.split())[:300] or answer.reason_phrase
-
-
-def _retry_after(answer: httpx.Response) -> float:
-    try:
-        return max(float(answer.headers.get("Retry-After", "")), 0.0)
-    except ValueError:
-        return DEFAULT_RETRY_AFTER_S
+    data = json_of(answer)
+    said = data.get("error") or data.get("message")
+    if isinstance(said, list):
+        said = "; ".join(str(s) for s in said)
+    if said:
+        return one_line(str(said))
+    return one_line(answer.text) or answer.reason_phrase
 
 
 def statuspage_adapter(settings: Settings) -> StatuspageAdapter | None:

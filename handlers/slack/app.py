@@ -433,18 +433,25 @@ class Listeners:
     async def _silence_confirmed(
         self, body: dict[str, Any], action: dict[str, Any], respond: Respond
     ) -> None:
-        actor = body["user"]["id"]
+        async def request() -> str:
+            plan = SilencePlan.from_token(action.get("value", ""))
+            made = await self.core.silences.request(plan, actor=body["user"]["id"])
+            return (
+                f"Silence of {plan.key} requested ({plan.duration}); "
+                "its id goes on the card and the timeline."
+                if made
+                else "This silence was requested already."
+            )
+
+        await self._confirmed(request, respond)
+
+    async def _confirmed(self, request: Callable[[], Awaitable[str]], respond: Respond) -> None:
+        """A preview's button pressed: ``request`` makes it so and says what happened, and
+        that replaces the preview (its button cannot be pressed twice); a refusal or the store
+        being down is said beside it."""
         with _reference() as ref:
             try:
-                plan = SilencePlan.from_token(action.get("value", ""))
-                made = await self.core.silences.request(plan, actor=actor)
-                text = (
-                    f"Silence of {plan.key} requested ({plan.duration}); "
-                    "its id goes on the card and the timeline."
-                    if made
-                    else "This silence was requested already."
-                )
-                # The preview is replaced: its button cannot be pressed twice.
+                text = await request()
                 await respond(response_type="ephemeral", replace_original=True, text=text)
             except UserError as error:
                 await respond(response_type="ephemeral", replace_original=False, text=str(error))
@@ -472,25 +479,19 @@ class Listeners:
     async def _statuspage_confirmed(
         self, body: dict[str, Any], action: dict[str, Any], respond: Respond
     ) -> None:
-        actor = body["user"]["id"]
-        with _reference() as ref:
-            try:
-                made = await self.core.statuspage.request(
-                    action.get("value", ""), actor=actor, groups=await self.groups_of(actor)
-                )
-                text = (
-                    "Publishing to the status page; the public link goes on the timeline and "
-                    "in the channel."
-                    if made
-                    else "This status page message was published already."
-                )
-                # The preview is replaced: its button cannot be pressed twice.
-                await respond(response_type="ephemeral", replace_original=True, text=text)
-            except UserError as error:
-                await respond(response_type="ephemeral", replace_original=False, text=str(error))
-            except StorageUnavailable:
-                await respond(response_type="ephemeral", replace_original=False, text=_down(ref.id))
-            self.wake()
+        async def request() -> str:
+            actor = body["user"]["id"]
+            made = await self.core.statuspage.request(
+                action.get("value", ""), actor=actor, groups=await self.groups_of(actor)
+            )
+            return (
+                "Publishing to the status page; the public link goes on the timeline and "
+                "in the channel."
+                if made
+                else "This status page message was published already."
+            )
+
+        await self._confirmed(request, respond)
 
     # -- modals ---------------------------------------------------------------
 

@@ -31,12 +31,13 @@ import random
 import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.openapi import Spec
-from tests.loopback import Loopback, QuietHandler
+from tests.fakes.standin import Reply, Standin
 
 SPEC = Spec(Path(__file__).resolve().parents[1] / "data" / "confluence" / "pages_v2_subset.json")
 API = "/wiki/api/v2"
@@ -86,8 +87,10 @@ def storage_problem(value: str) -> str | None:
 
 
 @dataclass
-class FakeConfluence:
+class FakeConfluence(Standin):
     """``with FakeConfluence(email, token, spaces={"OPS": "131073"}) as c:`` serves ``c.url``."""
+
+    METHODS = ("GET", "POST", "PUT", "DELETE")
 
     email: str
     token: str
@@ -103,14 +106,7 @@ class FakeConfluence:
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
         self._lock = threading.Lock()
-        self._server: Loopback | None = None
         self._next_id = 98305
-
-    @property
-    def url(self) -> str:
-        """The site (``https://acme.atlassian.net`` for the real one)."""
-        assert self._server is not None, "not started"
-        return self._server.url
 
     # -- reading back ------------------------------------------------------------------------
 
@@ -380,28 +376,5 @@ class FakeConfluence:
 
     # -- serving -----------------------------------------------------------------------------
 
-    def __enter__(self) -> FakeConfluence:
-        fake = self
-
-        class Handler(QuietHandler):
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                result = fake.answer(
-                    self.command, self.path, self.headers.get("Authorization"), raw
-                )
-                if result is None:
-                    self.close_connection = True
-                    self.connection.shutdown(2)  # applied, answer lost
-                    return
-                code, headers, body = result
-                self.send_json(code, body, headers)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _serve
-
-        self._server = Loopback(Handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
+    def reply(self, method: str, path: str, headers: Message, body: bytes) -> Reply | None:
+        return self.answer(method, path, headers.get("Authorization"), body)

@@ -20,12 +20,13 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.message import Message
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.loopback import Loopback, QuietHandler
+from tests.fakes.standin import Reply, Standin, lower
 
 SPEC_FILE = Path(__file__).resolve().parents[1] / "data" / "github" / "issues_subset.json"
 DOCS = "https://docs.github.com/rest/issues/issues"
@@ -90,7 +91,7 @@ def create_problems(body: Any) -> list[dict[str, str]]:
 
 
 @dataclass
-class FakeGitHub:
+class FakeGitHub(Standin):
     token: str
     repos: set[str] = field(default_factory=lambda: {"acme/platform"})
     faults: list[int] = field(default_factory=list)
@@ -100,13 +101,7 @@ class FakeGitHub:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._server: Loopback | None = None
         self._clock = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "not started"
-        return self._server.url
 
     def _tick(self) -> str:
         self._clock += timedelta(seconds=1)
@@ -220,36 +215,8 @@ class FakeGitHub:
         per_page = min(int((query.get("per_page") or ["30"])[0]), 100)
         return 200, {}, found[:per_page]
 
-    def __enter__(self) -> FakeGitHub:
-        fake = self
-
-        class Handler(QuietHandler):
-            def _serve(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                code, headers, answer = fake.answer(
-                    method, self.path, {k.lower(): v for k, v in self.headers.items()}, body
-                )
-                if code == 304:
-                    self.send_response(304)
-                    for name, value in headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    return
-                self.send_json(code, answer, headers)
-
-            def do_GET(self) -> None:
-                self._serve("GET")
-
-            def do_POST(self) -> None:
-                self._serve("POST")
-
-        self._server = Loopback(Handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.close()
+    def reply(self, method: str, path: str, headers: Message, body: bytes) -> Reply:
+        return self.answer(method, path, lower(headers), body)
 
     def filed(self, repo: str = "acme/platform") -> list[dict[str, Any]]:
         return [i for (r, _), i in sorted(self.issues.items()) if r == repo]

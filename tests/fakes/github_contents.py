@@ -27,12 +27,13 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tests.fakes.openapi import Spec
-from tests.loopback import Loopback, QuietHandler
+from tests.fakes.standin import Reply, Standin
 
 SPEC = Spec(Path(__file__).resolve().parents[1] / "data" / "github" / "contents_subset.json")
 ROUTE = "/repos/{owner}/{repo}/contents/{path}"
@@ -56,8 +57,10 @@ class Commit:
 
 
 @dataclass
-class FakeGitHubContents:
+class FakeGitHubContents(Standin):
     """``with FakeGitHubContents(token, repos={"acme/pm"}) as gh:`` serves ``gh.url``."""
+
+    METHODS = ("GET", "PUT", "POST", "DELETE")
 
     token: str
     repos: set[str] = field(default_factory=lambda: {"acme/postmortems"})
@@ -71,12 +74,6 @@ class FakeGitHubContents:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._server: Loopback | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "not started"
-        return self._server.url
 
     def file(self, repo: str, path: str, branch: str | None = None) -> str | None:
         content = self.files.get((repo, branch or self.default_branch, path))
@@ -194,28 +191,5 @@ class FakeGitHubContents:
         del answer["content"]["content"], answer["content"]["encoding"]
         return (200 if current is not None else 201), {}, answer
 
-    def __enter__(self) -> FakeGitHubContents:
-        fake = self
-
-        class Handler(QuietHandler):
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                result = fake.answer(
-                    self.command, self.path, self.headers.get("Authorization"), raw
-                )
-                if result is None:
-                    self.close_connection = True
-                    self.connection.shutdown(2)  # applied, answer lost
-                    return
-                code, headers, body = result
-                self.send_json(code, body, headers)
-
-            do_GET = do_PUT = do_POST = do_DELETE = _serve
-
-        self._server = Loopback(Handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
+    def reply(self, method: str, path: str, headers: Message, body: bytes) -> Reply | None:
+        return self.answer(method, path, headers.get("Authorization"), body)

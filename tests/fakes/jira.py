@@ -19,12 +19,13 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.message import Message
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.loopback import Loopback, QuietHandler
+from tests.fakes.standin import Reply, Standin, lower
 
 SPEC_FILE = Path(__file__).resolve().parents[1] / "data" / "jira" / "platform_v3_subset.json"
 #: Jira's status categories and a status of each (``statusCategory.key``).
@@ -61,7 +62,7 @@ def adf_problems(doc: Any) -> list[str]:
 
 
 @dataclass
-class FakeJira:
+class FakeJira(Standin):
     email: str
     token: str
     projects: set[str] = field(default_factory=lambda: {"OPS"})
@@ -74,13 +75,7 @@ class FakeJira:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._server: Loopback | None = None
         self._clock = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "not started"
-        return self._server.url
 
     def _tick(self) -> str:
         self._clock += timedelta(seconds=1)
@@ -198,30 +193,8 @@ class FakeJira:
         self.refused.append((code, body))
         return code, {}, body
 
-    def __enter__(self) -> FakeJira:
-        fake = self
-
-        class Handler(QuietHandler):
-            def _serve(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                code, headers, answer = fake.answer(
-                    method, self.path, {k.lower(): v for k, v in self.headers.items()}, body
-                )
-                self.send_json(code, answer, headers)
-
-            def do_GET(self) -> None:
-                self._serve("GET")
-
-            def do_POST(self) -> None:
-                self._serve("POST")
-
-        self._server = Loopback(Handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.close()
+    def reply(self, method: str, path: str, headers: Message, body: bytes) -> Reply:
+        return self.answer(method, path, lower(headers), body)
 
 
 def _status(name: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-_TYPES: Mapping[str, tuple[type, ...]] = {
+TYPES: Mapping[str, tuple[type, ...]] = {
     "string": (str,),
     "object": (dict,),
     "array": (list,),
@@ -77,7 +77,7 @@ class Spec:
                     return [f"'{where}' matches none of the allowed shapes: {options[0][0]}"]
         expected = schema.get("type")
         if isinstance(expected, str):
-            types = _TYPES.get(expected, (object,))
+            types = TYPES.get(expected, (object,))
             wrong_bool = isinstance(value, bool) and expected in ("integer", "number")
             if value is None and schema.get("nullable"):
                 return []

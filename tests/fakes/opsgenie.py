@@ -32,12 +32,14 @@ import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.message import Message
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tests.loopback import Loopback, QuietHandler
+from tests.fakes.openapi import TYPES
+from tests.fakes.standin import Reply, Standin, lower
 
 SPEC_FILE = Path(__file__).resolve().parents[1] / "data" / "opsgenie" / "alert_api_subset.json"
 
@@ -134,16 +136,6 @@ def response_schema(name: str) -> dict[str, Any]:
     return resolve(spec()["responses"][name]["schema"])
 
 
-_TYPES: Mapping[str, tuple[type, ...]] = {
-    "string": (str,),
-    "object": (dict,),
-    "array": (list,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-}
-
-
 def schema_problems(
     value: Any, schema: Mapping[str, Any], path: str = "", *, closed: bool = True
 ) -> dict[str, str]:
@@ -153,7 +145,7 @@ def schema_problems(
     where = path or "body"
     expected = schema.get("type")
     if isinstance(expected, str):
-        types = _TYPES.get(expected, (object,))
+        types = TYPES.get(expected, (object,))
         wrong_bool = isinstance(value, bool) and expected in ("integer", "number")
         if not isinstance(value, types) or wrong_bool:
             return {where: f"must be of type {expected}"}
@@ -246,7 +238,7 @@ class Alert:
 
 
 @dataclass
-class FakeOpsgenie:
+class FakeOpsgenie(Standin):
     """The stand-in; ``with FakeOpsgenie(keys) as og:`` serves it on ``og.url``."""
 
     api_keys: set[str]
@@ -265,12 +257,6 @@ class FakeOpsgenie:
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
         self._lock = threading.Lock()
-        self._server: Loopback | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "not started"
-        return self._server.url
 
     # -- what a test reads ----------------------------------------------------------------
 
@@ -383,32 +369,10 @@ class FakeOpsgenie:
             return self._refuse(404, "Request does not exist")
         return 200, {}, {"data": status, "took": 0.002, "requestId": str(uuid.uuid4())}
 
-    def __enter__(self) -> FakeOpsgenie:
-        fake = self
-
-        class Handler(QuietHandler):
-            def _serve(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                if body and "application/json" not in (self.headers.get("Content-Type") or ""):
-                    code, headers, answer = _error(415, "Content-Type must be application/json")
-                else:
-                    sent = {k.lower(): v for k, v in self.headers.items()}
-                    code, headers, answer = fake.answer(method, self.path, sent, body)
-                self.send_json(code, answer, headers)
-
-            def do_POST(self) -> None:
-                self._serve("POST")
-
-            def do_GET(self) -> None:
-                self._serve("GET")
-
-        self._server = Loopback(Handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.close()
+    def reply(self, method: str, path: str, headers: Message, body: bytes) -> Reply:
+        if body and "application/json" not in (headers.get("Content-Type") or ""):
+            return _error(415, "Content-Type must be application/json")
+        return self.answer(method, path, lower(headers), body)
 
 
 def _route(method: str, segments: list[str]) -> tuple[str, str] | None:

@@ -23,11 +23,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.message import Message
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from tests.loopback import Loopback, QuietHandler
+from tests.fakes.openapi import TYPES
+from tests.fakes.standin import Reply, Standin
 
 SPEC_FILE = Path(__file__).resolve().parents[1] / "data" / "pagerduty" / "events_v2_openapiv3.json"
 
@@ -66,23 +68,13 @@ def response_schema(code: str) -> Mapping[str, Any]:
     return _resolve(response["content"]["application/json"]["schema"])
 
 
-_TYPES: Mapping[str, tuple[type, ...]] = {
-    "string": (str,),
-    "object": (dict,),
-    "array": (list,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-}
-
-
 def schema_problems(value: Any, schema: Mapping[str, Any], path: str = "") -> list[str]:
     """What is wrong with ``value`` under ``schema``: type, enum, required, nested, formats."""
     schema = _resolve(schema)
     where = path or "event"
     expected = schema.get("type")
     if isinstance(expected, str):
-        types = _TYPES.get(expected, (object,))
+        types = TYPES.get(expected, (object,))
         wrong_bool = isinstance(value, bool) and expected in ("integer", "number")
         if not isinstance(value, types) or wrong_bool:
             return [f"'{where}' must be of type {expected}"]
@@ -126,8 +118,10 @@ def event_problems(event: Any, routing_keys: set[str] | None = None) -> list[str
 
 
 @dataclass
-class FakePagerDuty:
+class FakePagerDuty(Standin):
     """The stand-in; ``with FakePagerDuty(keys) as pd:`` serves it on ``pd.url``."""
+
+    METHODS = ("POST",)
 
     routing_keys: set[str]
     fault_rate: float = 0.0
@@ -141,12 +135,6 @@ class FakePagerDuty:
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
         self._lock = threading.Lock()
-        self._server: Loopback | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "not started"
-        return self._server.url
 
     def answer(self, body: bytes) -> tuple[int, dict[str, str], dict[str, Any]]:
         """(status, headers, JSON body) for one ``POST /v2/enqueue``."""
@@ -180,27 +168,12 @@ class FakePagerDuty:
                 {"status": "success", "message": "Event processed", "dedup_key": dedup_key},
             )
 
-    def __enter__(self) -> FakePagerDuty:
-        fake = self
-
-        class Handler(QuietHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                if self.path != "/v2/enqueue":
-                    self.send_json(404, {"status": "not found", "message": self.path})
-                elif "application/json" not in (self.headers.get("Content-Type") or ""):
-                    self.send_json(400, _error(["Content-Type must be application/json"]))
-                else:
-                    code, headers, answer = fake.answer(body)
-                    self.send_json(code, answer, headers)
-
-        self._server = Loopback(Handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.close()
+    def reply(self, method: str, path: str, headers: Message, body: bytes) -> Reply:
+        if path != "/v2/enqueue":
+            return 404, {}, {"status": "not found", "message": path}
+        if "application/json" not in (headers.get("Content-Type") or ""):
+            return 400, {}, _error(["Content-Type must be application/json"])
+        return self.answer(body)
 
     def actions(self, dedup_key: str) -> list[str]:
         return [e["event_action"] for e in self.events if e["dedup_key"] == dedup_key]

@@ -27,12 +27,13 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
+from email.message import Message
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.loopback import Loopback, QuietHandler
+from tests.fakes.openapi import TYPES, Spec
+from tests.fakes.standin import Reply, Standin
 
 SPEC_FILE = (
     Path(__file__).resolve().parents[1] / "data" / "statuspage" / "statuspage_v1_subset.json"
@@ -53,25 +54,19 @@ ROUTES: tuple[tuple[str, str], ...] = (
 )
 
 
-@lru_cache(maxsize=1)
+SPEC = Spec(SPEC_FILE)
+
+
 def spec() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(SPEC_FILE.read_text(encoding="utf-8"))
-    return data
+    return SPEC.data
 
 
 def resolve(schema: Mapping[str, Any]) -> Mapping[str, Any]:
-    ref = schema.get("$ref")
-    if isinstance(ref, str):
-        node: Any = spec()
-        for part in ref.removeprefix("#/").split("/"):
-            node = node[part]
-        return resolve(node)
-    return schema
+    return SPEC.resolve(schema)
 
 
 def request_schema(method: str, path: str) -> Mapping[str, Any]:
-    body = spec()["paths"][path][method.lower()]["requestBody"]
-    return resolve(body["content"]["application/json"]["schema"])
+    return SPEC.request_schema(method, path)
 
 
 def incident_schema(method: str = "POST") -> Mapping[str, Any]:
@@ -89,23 +84,13 @@ def component_status_enum(method: str = "POST") -> list[str]:
     return list(example["enum"])
 
 
-_TYPES: Mapping[str, tuple[type, ...]] = {
-    "string": (str,),
-    "object": (dict,),
-    "array": (list,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-}
-
-
 def schema_problems(value: Any, schema: Mapping[str, Any], path: str) -> list[str]:
     """What is wrong with ``value`` under ``schema``: type, enum, required, nested."""
     schema = resolve(schema)
     expected = schema.get("type")
-    if isinstance(expected, str) and expected in _TYPES:
+    if isinstance(expected, str) and expected in TYPES:
         wrong_bool = isinstance(value, bool) and expected in ("integer", "number")
-        if not isinstance(value, _TYPES[expected]) or wrong_bool:
+        if not isinstance(value, TYPES[expected]) or wrong_bool:
             return [f"{path} must be of type {expected}"]
     if "enum" in schema and value not in schema["enum"]:
         return [f"{path} is not included in the list ({', '.join(map(str, schema['enum']))})"]
@@ -133,12 +118,14 @@ def _now() -> str:
 
 
 @dataclass
-class FakeStatuspage:
+class FakeStatuspage(Standin):
     """The stand-in; ``with FakeStatuspage(keys, pages) as sp:`` serves it on ``sp.url``.
 
     ``pages`` maps a page id to its components (id → name); every component starts
     ``operational``.
     """
+
+    METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
 
     api_keys: set[str]
     pages: dict[str, dict[str, str]]
@@ -154,7 +141,6 @@ class FakeStatuspage:
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
         self._lock = threading.Lock()
-        self._server: Loopback | None = None
         self._lose = 0
         for page, names in self.pages.items():
             self.incidents.setdefault(page, {})
@@ -170,11 +156,6 @@ class FakeStatuspage:
                 }
                 for cid, name in names.items()
             }
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "not started"
-        return self._server.url
 
     def lose_next(self, count: int = 1) -> None:
         """Apply the next ``count`` writes, then answer 500 (the answer lost, the change made)."""
@@ -378,32 +359,12 @@ class FakeStatuspage:
                 problems.append(f"Component {cid} was not found on this page")
         return problems
 
-    def __enter__(self) -> FakeStatuspage:
-        fake = self
-
-        class Handler(QuietHandler):
-            def _any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                if not self.path.startswith("/v1/"):
-                    self.send_json(404, {"error": "Not found"})
-                    return
-                if body and "application/json" not in (self.headers.get("Content-Type") or ""):
-                    self.send_json(415, {"error": "Content-Type must be application/json"})
-                    return
-                code, headers, answer = fake.answer(
-                    self.command, self.path.removeprefix("/v1"), dict(self.headers), body
-                )
-                self.send_json(code, answer, headers)
-
-            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _any
-
-        self._server = Loopback(Handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.close()
+    def reply(self, method: str, path: str, headers: Message, body: bytes) -> Reply:
+        if not path.startswith("/v1/"):
+            return 404, {}, {"error": "Not found"}
+        if body and "application/json" not in (headers.get("Content-Type") or ""):
+            return 415, {}, {"error": "Content-Type must be application/json"}
+        return self.answer(method, path.removeprefix("/v1"), dict(headers), body)
 
 
 def _route(method: str, path: str) -> tuple[str, dict[str, str]] | None:
