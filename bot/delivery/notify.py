@@ -16,7 +16,7 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config.settings import RoutingRule
-from bot.delivery.outbox import enqueue
+from bot.delivery.outbox import enqueue, enqueue_coalesced
 from bot.delivery.silences import on_resolved as silences_on_resolved
 from bot.incidents import silences
 from bot.incidents.lifecycle import EventKind
@@ -107,6 +107,23 @@ class Notifier:
                         session, incident, "message", {"text": event.text}, now, lane=BROADCAST
                     )
 
+    async def many(
+        self, session: AsyncSession, items: Sequence[tuple[Incident, Sequence[TimelineEvent]]]
+    ) -> None:
+        """Many incidents' events at once: those that only add or update firing alerts need
+        just a card refresh, coalesced for all of them in two statements; the rest as above."""
+        cards: dict[str, int | None] = {}
+        now: datetime | None = None
+        for incident, events in items:
+            if events and all(_card_only(e) for e in events):
+                cards[incident.key] = incident.id
+                latest = max(e.at for e in events)
+                now = latest if now is None else max(now, latest)
+            else:
+                await self(session, incident, events)
+        if now is not None:
+            await enqueue_coalesced(session, kind="card", lanes=cards, now=now)
+
     async def _opened(self, session: AsyncSession, incident: Incident, now: datetime) -> None:
         users: list[str] = []
         groups: list[str] = []
@@ -191,6 +208,11 @@ class Notifier:
             dedupe_key=dedupe_key,
             not_before=not_before,
         )
+
+
+def _card_only(event: TimelineEvent) -> bool:
+    """An alert event that changes only the card (a resolved alert also gets a summary)."""
+    return event.kind == "alert" and event.data.get("status") != "resolved"
 
 
 def _unique(items: list[str]) -> list[str]:

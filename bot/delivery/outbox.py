@@ -71,6 +71,42 @@ async def enqueue(
     return row
 
 
+async def enqueue_coalesced(
+    session: AsyncSession,
+    *,
+    kind: str,
+    lanes: dict[str, int | None],
+    now: datetime,
+) -> int:
+    """``enqueue(coalesce=True)`` of one ``kind`` for many lanes (lane → incident id) in two
+    statements: the lanes that have such a row pending and unclaimed get none. Returns how
+    many rows were added."""
+    if not lanes:
+        return 0
+    query = select(col(OutboxRow.lane)).where(
+        col(OutboxRow.lane).in_(list(lanes)),
+        col(OutboxRow.kind) == kind,
+        col(OutboxRow.status) == PENDING,
+        col(OutboxRow.claimed_until).is_(None),
+    )
+    pending = set((await session.exec(query)).all())
+    rows = [
+        OutboxRow(
+            incident_id=incident_id,
+            lane=lane,
+            kind=kind,
+            payload={},
+            next_attempt_at=now,
+            created_at=now,
+        ).model_dump(exclude={"id"})
+        for lane, incident_id in lanes.items()
+        if lane not in pending
+    ]
+    if rows:
+        await session.exec(sa.insert(OutboxRow), params=rows)
+    return len(rows)
+
+
 def _due(dialect: str) -> SelectOfScalar[OutboxRow]:
     """Due rows, the oldest pending of each lane, at ``:now``, at most ``:limit``."""
     earlier = aliased(OutboxRow)

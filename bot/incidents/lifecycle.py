@@ -71,6 +71,7 @@ Ref = str | Incident
 #: Called inside the change's transaction, after the incident and its events are written.
 ChangeListener = Callable[[AsyncSession, Incident, Sequence[TimelineEvent]], Awaitable[None]]
 
+
 _KEY = re.compile(r"^\s*(?:([A-Za-z][A-Za-z0-9]*)-)?0*(\d{1,9})\s*$")
 
 
@@ -564,6 +565,46 @@ class Incidents:
         incident.version += 1
         session.add(incident)
         await self._record(session, incident, actor, changes, now)
+
+    async def record_many(
+        self, session: AsyncSession, entries: Sequence[tuple[Incident, str, Sequence[Change]]]
+    ) -> None:
+        """``record`` for many (incident, actor, changes) at once, in ``session``: the events in
+        one statement, each listener called once with every incident's events (a listener
+        with a ``many`` method decides for all of them together, e.g. one card refresh per
+        incident). The events get no ids: for changes whose listeners need none (alerts)."""
+        now = self.clock.now()
+        by_incident: dict[int, tuple[Incident, list[TimelineEvent]]] = {}
+        rows: list[dict[str, Any]] = []
+        for incident, actor, changes in entries:
+            if not changes:
+                continue
+            incident.updated_at = now
+            incident.version += 1
+            session.add(incident)
+            events = by_incident.setdefault(_id(incident), (incident, []))[1]
+            for c in changes:
+                event = TimelineEvent(
+                    incident_id=_id(incident),
+                    at=now,
+                    kind=str(c.kind),
+                    actor=actor,
+                    text=c.text,
+                    data=c.data,
+                )
+                events.append(event)
+                rows.append(event.model_dump(exclude={"id"}))
+        if not rows:
+            return
+        await session.exec(sa.insert(TimelineEvent), params=rows)
+        items = [(incident, events) for incident, events in by_incident.values()]
+        for listener in self.listeners:
+            many = getattr(listener, "many", None)
+            if many is not None:
+                await many(session, items)
+                continue
+            for incident, found in items:
+                await listener(session, incident, found)
 
     async def lock_key(self, session: AsyncSession, key: str) -> Incident:
         """Load an incident by key for update, inside the caller's transaction."""
