@@ -75,14 +75,14 @@ async def enqueue_coalesced(
     session: AsyncSession,
     *,
     kind: str,
-    lanes: dict[str, int | None],
+    lanes: dict[str, tuple[int | None, datetime]],
     now: datetime,
-) -> int:
-    """``enqueue(coalesce=True)`` of one ``kind`` for many lanes (lane → incident id) in two
-    statements: the lanes that have such a row pending and unclaimed get none. Returns how
-    many rows were added."""
+) -> list[str]:
+    """``enqueue(coalesce=True)`` of one ``kind`` for many lanes (lane → its incident id and
+    when the row is due) in two statements: the lanes that have such a row pending and
+    unclaimed get none. Returns the lanes that got one."""
     if not lanes:
-        return 0
+        return []
     query = select(col(OutboxRow.lane)).where(
         col(OutboxRow.lane).in_(list(lanes)),
         col(OutboxRow.kind) == kind,
@@ -90,21 +90,24 @@ async def enqueue_coalesced(
         col(OutboxRow.claimed_until).is_(None),
     )
     pending = set((await session.exec(query)).all())
+    added = [lane for lane in lanes if lane not in pending]
     rows = [
         OutboxRow(
-            incident_id=incident_id,
+            incident_id=lanes[lane][0],
             lane=lane,
             kind=kind,
             payload={},
-            next_attempt_at=now,
+            next_attempt_at=lanes[lane][1],
             created_at=now,
         ).model_dump(exclude={"id"})
-        for lane, incident_id in lanes.items()
-        if lane not in pending
+        for lane in added
     ]
     if rows:
-        await session.exec(sa.insert(OutboxRow), params=rows)
-    return len(rows)
+        await session.exec(sa.insert(_OUTBOX), params=rows)
+    return added
+
+
+_OUTBOX: sa.Table = OutboxRow.__table__  # type: ignore[attr-defined]
 
 
 def _due(dialect: str) -> SelectOfScalar[OutboxRow]:

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -576,27 +577,33 @@ class Incidents:
         now = self.clock.now()
         by_incident: dict[int, tuple[Incident, list[TimelineEvent]]] = {}
         rows: list[dict[str, Any]] = []
+        versions: dict[int, int] = {}
         for incident, actor, changes in entries:
             if not changes:
                 continue
-            incident.updated_at = now
-            incident.version += 1
-            session.add(incident)
+            versions[_id(incident)] = versions.get(_id(incident), incident.version) + 1
             events = by_incident.setdefault(_id(incident), (incident, []))[1]
             for c in changes:
-                event = TimelineEvent(
-                    incident_id=_id(incident),
-                    at=now,
-                    kind=str(c.kind),
-                    actor=actor,
-                    text=c.text,
-                    data=c.data,
-                )
-                events.append(event)
-                rows.append(event.model_dump(exclude={"id"}))
+                row: dict[str, Any] = {
+                    "incident_id": _id(incident),
+                    "at": now,
+                    "kind": str(c.kind),
+                    "actor": actor,
+                    "text": c.text,
+                    "data": c.data,
+                }
+                rows.append(row)
+                # Not validated (the values are the ones just written), a tenth of the cost.
+                events.append(TimelineEvent.model_construct(**row))
         if not rows:
             return
-        await session.exec(sa.insert(TimelineEvent), params=rows)
+        # The incidents' rows in one statement; the objects are told the values as stored.
+        bumps = [{"b_id": i, "b_version": v, "b_updated": now} for i, v in versions.items()]
+        await session.exec(_BUMP, params=bumps)
+        for incident, _ in by_incident.values():
+            set_committed_value(incident, "version", versions[_id(incident)])
+            set_committed_value(incident, "updated_at", now)
+        await session.exec(sa.insert(_TIMELINE), params=rows)
         items = [(incident, events) for incident, events in by_incident.values()]
         for listener in self.listeners:
             many = getattr(listener, "many", None)
@@ -669,6 +676,15 @@ class Incidents:
         result = await session.exec(statement)
         value = result.scalar_one()
         return int(value)
+
+
+_INCIDENT: sa.Table = Incident.__table__  # type: ignore[attr-defined]
+_TIMELINE: sa.Table = TimelineEvent.__table__  # type: ignore[attr-defined]
+_BUMP = (
+    sa.update(_INCIDENT)
+    .where(_INCIDENT.c.id == sa.bindparam("b_id"))
+    .values(version=sa.bindparam("b_version"), updated_at=sa.bindparam("b_updated"))
+)
 
 
 def _id(incident: Incident) -> int:

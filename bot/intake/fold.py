@@ -22,15 +22,17 @@ Rules (each is a test):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -194,6 +196,12 @@ class _Known:
 
 _ALERT_TABLE: sa.Table = Alert.__table__  # type: ignore[attr-defined]
 _DELIVERY_TABLE: sa.Table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+_GROUP_TABLE: sa.Table = AlertGroup.__table__  # type: ignore[attr-defined]
+_GROUP_SEEN = (
+    sa.update(_GROUP_TABLE)
+    .where(_GROUP_TABLE.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(last_seen=sa.bindparam("now"))
+)
 _ALERT_UPDATED = (
     "status",
     "labels",
@@ -238,6 +246,7 @@ class _Batch:
         self.incidents: dict[int, Incident] = {}
         self.known: dict[tuple[int, str, str], _Known] = {}  # (incident, endpoint, fp) → row
         self.entries: list[tuple[Incident, str, Sequence[Change]]] = []
+        self.seen: dict[int, AlertGroup] = {}  # the groups folded into: last seen now
 
     async def run(self) -> list[IntakeResult]:
         live = await self._first_deliveries()
@@ -281,13 +290,9 @@ class _Batch:
                     "received_at": self.now,
                     "alerts": len(item.delivery.alerts),
                 }
-        table = _DELIVERY_TABLE
-        dialect = postgresql if self.pg else sqlite
-        insert = dialect.insert(table).values(list(rows.values()))
-        statement = insert.on_conflict_do_nothing(
-            index_elements=["endpoint", "delivery_key"]
-        ).returning(table.c.endpoint, table.c.delivery_key)
-        inserted = {(e, k) for e, k in (await self.session.exec(statement)).all()}
+        statement = _statements(self.pg).deliveries
+        found = await self.session.exec(statement, params=list(rows.values()))
+        inserted = {(e, k) for e, k in found.all()}
         live: list[_Item] = []
         for item in self.items:
             ident = (item.endpoint.name, item.key[:200])
@@ -325,12 +330,10 @@ class _Batch:
             }
             for endpoint, hashed in sorted(keys)
         ]
-        insert = (postgresql.insert if self.pg else sqlite.insert)(AlertGroup).values(rows)
-        # On conflict the row is "updated" to itself: locked, and returned as it was.
-        statement = insert.on_conflict_do_update(
-            index_elements=["endpoint", "group_hash"], set_={"endpoint": insert.excluded.endpoint}
-        ).returning(AlertGroup)
-        found = await self.session.exec(statement, execution_options={"populate_existing": True})
+        options = {"populate_existing": True}
+        found = await self.session.exec(
+            _statements(self.pg).groups, params=rows, execution_options=options
+        )
         groups = {(g.endpoint, g.group_hash): g for g in found.scalars().all()}
         for item, alert, ident, sender_groups in pending:
             group = groups[ident]
@@ -352,7 +355,10 @@ class _Batch:
             )
             .where(col(Incident.id).in_(ids))
             .order_by(col(Incident.id))
-            .with_for_update(of=Incident)
+            # FOR NO KEY UPDATE on Postgres: it serialises intake and the lifecycle as FOR
+            # UPDATE would, but leaves the rows' foreign-key checks free, so the delivery
+            # worker's transcript and outbox rows of these incidents do not queue behind it.
+            .with_for_update(of=Incident, key_share=True)
         )
         options = {"populate_existing": True}
         found = await self.session.exec(query, execution_options=options)  # type: ignore[call-overload]
@@ -377,11 +383,12 @@ class _Batch:
                 return False
             if not incident.state.is_open or incident.state is Status.MONITORING:
                 return False
-            if not sender_groups and self.now - group.last_seen > window:
+            seen = self.now if _gid(group) in self.seen else group.last_seen
+            if not sender_groups and self.now - seen > window:
                 return False
-            verdict = self.intake.classifier.classify(alert)
-            if scheme.rank(verdict.severity) < scheme.rank(incident.severity):
-                return False
+            rank = scheme.rank(incident.severity)
+            if rank > 0 and scheme.rank(self.intake.classifier.classify(alert).severity) < rank:
+                return False  # a raise: the lifecycle records it (nothing is above rank 0)
         return True
 
     def _fold(self, item: _Item) -> None:
@@ -392,7 +399,7 @@ class _Batch:
         for alert, group, _ in item.alerts:
             incident = self.incidents[group.incident_id or 0]
             incident_id = _id(incident)
-            group.last_seen = self.now
+            self.seen[_gid(group)] = group
             result.alerts += 1
             if incident.key not in result.updated:
                 result.updated.append(incident.key)
@@ -457,11 +464,45 @@ class _Batch:
             if k.existing and "raw" in k.values  # only the rows this batch folded into
         ]
         if new:
-            await self.session.exec(sa.insert(Alert), params=new)
+            await self.session.exec(sa.insert(_ALERT_TABLE), params=new)
         if updated:
             await self.session.exec(_ALERT_UPDATE, params=updated)
+        if self.seen:
+            # Written here, not flushed by the ORM: one statement for all (the rows held for
+            # _Run are told the value as stored).
+            ids = sorted(self.seen)
+            await self.session.exec(_GROUP_SEEN, params={"now": self.now, "ids": ids})
+            for group in self.seen.values():
+                set_committed_value(group, "last_seen", self.now)
         if self.entries:
             await self.intake.incidents.record_many(self.session, self.entries)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    deliveries: sa.Insert
+    groups: sa.Insert
+
+
+@functools.cache
+def _statements(pg: bool) -> _Statements:
+    """The batch's statements, built once per dialect (their parameters are given when run,
+    as executemany: SQLAlchemy sends the rows in one statement and caches its compiled form).
+    """
+    dialect: Any = postgresql if pg else sqlite
+    deliveries = dialect.insert(_DELIVERY_TABLE)
+    c = _DELIVERY_TABLE.c
+    groups = dialect.insert(AlertGroup)
+    return _Statements(
+        deliveries=deliveries.on_conflict_do_nothing(
+            index_elements=["endpoint", "delivery_key"]
+        ).returning(c.endpoint, c.delivery_key),
+        # On conflict the row is "updated" to itself: locked, and returned as it was. The rows
+        # come sorted: two replicas lock their common groups in the same order.
+        groups=groups.on_conflict_do_update(
+            index_elements=["endpoint", "group_hash"], set_={"endpoint": groups.excluded.endpoint}
+        ).returning(AlertGroup),
+    )
 
 
 #: An alert row's new state, by its identity (executemany: one parameter set per row).
@@ -827,6 +868,8 @@ def with_defaults(
     endpoint: Endpoint, alert: NormalizedAlert, service_labels: Sequence[str]
 ) -> NormalizedAlert:
     """The alert with the endpoint's labels and service as defaults."""
+    if not endpoint.labels and not endpoint.service:
+        return alert  # nothing to add (the common case: no copy)
     labels = {**endpoint.labels, **alert.labels}
     # The endpoint's service is a default: an alert that names its own keeps it.
     if endpoint.service and service_of(labels, service_labels) is None:
