@@ -26,6 +26,9 @@ from bot.templating import Templates
 
 BROADCAST = "broadcast"
 SUMMARY_EVERY = timedelta(minutes=1)
+#: A card refreshed for alerts alone is refreshed at most this often (per process): during
+#: a storm every batch of alerts would otherwise re-render and re-send every card.
+CARD_REFRESH_EVERY = timedelta(seconds=2)
 
 #: Timeline kinds that change what the card or the topic shows.
 _CARD_KINDS = {
@@ -66,6 +69,7 @@ class Notifier:
         auto_diagnose: bool = False,
     ) -> None:
         self.auto_diagnose = auto_diagnose
+        self._card_due: dict[str, datetime] = {}  # lane → when its last alert refresh was due
         self.templates = templates
         self.scheme = scheme
         self.routing = list(routing)
@@ -111,18 +115,24 @@ class Notifier:
         self, session: AsyncSession, items: Sequence[tuple[Incident, Sequence[TimelineEvent]]]
     ) -> None:
         """Many incidents' events at once: those that only add or update firing alerts need
-        just a card refresh, coalesced for all of them in two statements; the rest as above."""
-        cards: dict[str, int | None] = {}
-        now: datetime | None = None
+        just a card refresh, coalesced for all of them in two statements, and due at most
+        every ``CARD_REFRESH_EVERY`` per card; the rest as above."""
+        cards: dict[str, tuple[int | None, datetime]] = {}
+        now = max((e.at for _, events in items for e in events), default=None)
         for incident, events in items:
-            if events and all(_card_only(e) for e in events):
-                cards[incident.key] = incident.id
-                latest = max(e.at for e in events)
-                now = latest if now is None else max(now, latest)
+            if now is not None and events and all(_card_only(e) for e in events):
+                last = self._card_due.get(incident.key)
+                due = now if last is None else max(now, last + CARD_REFRESH_EVERY)
+                cards[incident.key] = (incident.id, due)
             else:
                 await self(session, incident, events)
-        if now is not None:
-            await enqueue_coalesced(session, kind="card", lanes=cards, now=now)
+        if not cards or now is None:
+            return
+        added = await enqueue_coalesced(session, kind="card", lanes=cards, now=now)
+        if len(self._card_due) > 10_000:
+            self._card_due.clear()  # only spacing is lost
+        for lane in added:
+            self._card_due[lane] = cards[lane][1]
 
     async def _opened(self, session: AsyncSession, incident: Incident, now: datetime) -> None:
         users: list[str] = []
