@@ -145,6 +145,7 @@ def create_app(
         app.state.batcher = batcher = Batcher(
             core.intake, timeout=settings.intake.timeout.total_seconds()
         )
+        background.worker.busy = batcher.busy  # a storm's commits before its cards
         app.state.webhooks = Webhooks(
             settings,
             batcher,

@@ -83,6 +83,10 @@ class Batcher:
         # A request that gives up (its timeout) cancels only its wait: the batch goes on.
         return await answer
 
+    def busy(self) -> bool:
+        """Whether requests are waiting on a batch (queued, or in the one being folded)."""
+        return bool(self._queue or self._current)
+
     async def close(self) -> None:
         """Fold what is queued, then stop."""
         task, self._task = self._task, None
@@ -118,6 +122,7 @@ class Batcher:
                             waiting.answer.set_exception(StorageUnavailable("shutting down"))
                     raise
                 self.batches += 1
+                self._current = []
             await asyncio.sleep(0)  # let the requests that arrived meanwhile be parsed
 
     def _take(self) -> list[_Waiting]:
