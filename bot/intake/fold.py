@@ -320,6 +320,8 @@ class _Batch:
                 ident = (item.endpoint.name, group_hash(key))
                 keys.setdefault(ident, key)
                 pending.append((item, alert, ident, sender_groups))
+        if not keys:
+            return  # deliveries without alerts
         rows = [
             {
                 "endpoint": endpoint,

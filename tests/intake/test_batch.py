@@ -186,3 +186,11 @@ async def test_a_batch_past_its_deadline_is_rolled_back(
     assert isinstance(results[0], TimeoutError)  # the webhook answers 503
     assert await count(db, WebhookDelivery) == 0  # refused, so not stored
     await batcher.close()
+
+
+async def test_deliveries_without_alerts_in_a_batch(db: Database, clock: FixedClock) -> None:
+    batcher = Batcher(make(db, clock))
+    results = await send_all(batcher, [(delivery(), "empty"), (delivery(), "empty-2")])
+    assert all(isinstance(r, IntakeResult) and r.alerts == 0 for r in results)
+    assert await count(db, WebhookDelivery) == 2
+    await batcher.close()
