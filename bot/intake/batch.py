@@ -31,8 +31,8 @@ from bot.intake.fold import Endpoint, Intake, IntakeResult
 log = logging.getLogger(__name__)
 
 MAX_DELIVERIES = 64
-#: A batch's alerts, bounding how long the fold keeps the event loop (about 20 µs an alert).
-MAX_ALERTS = 800
+#: A batch's alerts, bounding how long its statements' parameters keep the event loop.
+MAX_ALERTS = 400
 
 
 @dataclass(slots=True)

@@ -22,6 +22,7 @@ Rules (each is a test):
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import logging
@@ -56,6 +57,9 @@ AllResolvedPolicy = Literal["monitoring", "resolve", "nothing"]
 
 #: More alert changes than this in one delivery become one timeline entry per incident.
 SUMMARISE_OVER = 5
+
+#: Alerts a batch folds between two turns it gives the event loop.
+YIELD_EVERY = 100
 
 #: Where senders put an alert's service: Prometheus conventions, then OpenTelemetry's.
 SERVICE_LABELS = ("service", "service_name", "service.name", "job")
@@ -256,7 +260,12 @@ class _Batch:
             slow: list[_Item] = []
             dirty_groups: set[int] = set()
             dirty_incidents: set[int] = set()
+            since_yield = 0
             for item in live:
+                since_yield += len(item.alerts)
+                if since_yield >= YIELD_EVERY:  # a storm's batch is not one long CPU chunk:
+                    since_yield = 0  # the loop serves Slack's acks in between
+                    await asyncio.sleep(0)
                 if self._fits(item, dirty_groups, dirty_incidents):
                     self._fold(item)
                     continue
