@@ -150,16 +150,15 @@ async def test_a_failing_delivery_does_not_lose_the_others(db: Database, clock: 
     await batcher.close()
 
 
-def _unreachable(url: str) -> str:
-    if url.startswith("sqlite"):
-        return "sqlite:////nonexistent-dir/for/warroom/incidents.db"
-    return "postgresql://postgres@127.0.0.1:1/warroom"
-
-
 async def test_database_away_answers_storage_unavailable_for_every_delivery(
     database_url: str, clock: FixedClock
 ) -> None:
-    away = Database(_unreachable(database_url), connect_timeout=1)
+    if database_url.startswith("sqlite"):
+        # A SQLite file that cannot be opened leaves aiosqlite's thread answering after the
+        # test's loop is gone; SQLite's 503 through the batcher is tests/web/test_webhooks.py's
+        # test_sqlite_locked_gives_503_then_the_retry_counts_once.
+        pytest.skip("Postgres only")
+    away = Database("postgresql://postgres@127.0.0.1:1/warroom", connect_timeout=1)
     try:
         batcher = Batcher(make(away, clock))
         items = [(delivery(alert("DiskFull", f"fp-{n}")), f"d{n}") for n in range(8)]
