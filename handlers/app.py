@@ -22,6 +22,7 @@ from bot.core import Core
 from bot.delivery.quiet import schedule_resolve_offers
 from bot.delivery.updates import schedule_reminders
 from bot.errors import ConfigError, ConfigProblem, StorageUnavailable
+from bot.intake.batch import Batcher
 from bot.ports.chat import Chat
 from bot.store.migrate import upgrade
 from handlers import web
@@ -142,9 +143,14 @@ def create_app(
         chat = chat_factory(core) if chat_factory else slack_chat(core)
         background = Background(core, chat)
         app.state.background = background
+        # One batcher per process: concurrent deliveries are folded in one transaction.
+        app.state.batcher = batcher = Batcher(
+            core.intake, timeout=settings.intake.timeout.total_seconds()
+        )
+        background.worker.busy = batcher.busy  # a storm's commits before its cards
         app.state.webhooks = Webhooks(
             settings,
-            core.intake,
+            batcher,
             core.cache,
             after_commit=background.worker.wake.set,
             metrics=metrics,
@@ -172,6 +178,7 @@ def create_app(
         finally:
             if socket is not None:
                 await socket.close()
+            await batcher.close()
             await background.stop()
             await core.close()
 

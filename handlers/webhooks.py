@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 
 class Receiver(Protocol):
-    """Where a parsed delivery goes: :class:`bot.intake.fold.Intake`, or the intake thread."""
+    """Where a parsed delivery goes: :class:`bot.intake.batch.Batcher` (the server's, folding
+    concurrent deliveries in one transaction) or :class:`bot.intake.fold.Intake` itself."""
 
     async def receive(
         self, endpoint: Endpoint, delivery: Delivery, *, delivery_key: str
@@ -126,7 +127,10 @@ class Webhooks:
             self.metrics.received(hook.endpoint.source, "duplicate", len(delivery.alerts))
             return JSONResponse({"status": "duplicate", "alerts": 0, "incidents": []})
         try:
-            async with asyncio.timeout(self.timeout):  # no task per request, unlike wait_for
+            # No task per request, unlike wait_for. A receiver that keeps the deadline itself
+            # (the batcher: it rolls back what it refuses) gets a backstop a little later.
+            backstop = self.timeout + getattr(self.intake, "grace_s", 0.0)
+            async with asyncio.timeout(backstop):
                 result = await self.intake.receive(hook.endpoint, delivery, delivery_key=key)
         except (StorageUnavailable, TimeoutError) as error:
             log.warning(

@@ -16,7 +16,7 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config.settings import RoutingRule
-from bot.delivery.outbox import enqueue
+from bot.delivery.outbox import enqueue, enqueue_coalesced
 from bot.delivery.silences import on_resolved as silences_on_resolved
 from bot.delivery.tickets import FOLLOWUP_DONE, TICKET_FILED
 from bot.incidents import silences
@@ -27,6 +27,9 @@ from bot.templating import Templates
 
 BROADCAST = "broadcast"
 SUMMARY_EVERY = timedelta(minutes=1)
+#: A card refreshed for alerts alone is refreshed at most this often (per process): during
+#: a storm every batch of alerts would otherwise re-render and re-send every card.
+CARD_REFRESH_EVERY = timedelta(seconds=2)
 
 #: Timeline kinds that change what the card or the topic shows.
 _CARD_KINDS = {
@@ -70,6 +73,7 @@ class Notifier:
         auto_diagnose: bool = False,
     ) -> None:
         self.auto_diagnose = auto_diagnose
+        self._card_due: dict[str, datetime] = {}  # lane → when its last alert refresh was due
         self.templates = templates
         self.scheme = scheme
         self.routing = list(routing)
@@ -110,6 +114,29 @@ class Notifier:
                     await self._add(
                         session, incident, "message", {"text": event.text}, now, lane=BROADCAST
                     )
+
+    async def many(
+        self, session: AsyncSession, items: Sequence[tuple[Incident, Sequence[TimelineEvent]]]
+    ) -> None:
+        """Many incidents' events at once: those that only add or update firing alerts need
+        just a card refresh, coalesced for all of them in two statements, and due at most
+        every ``CARD_REFRESH_EVERY`` per card; the rest as above."""
+        cards: dict[str, tuple[int | None, datetime]] = {}
+        now = max((e.at for _, events in items for e in events), default=None)
+        for incident, events in items:
+            if now is not None and events and all(_card_only(e) for e in events):
+                last = self._card_due.get(incident.key)
+                due = now if last is None else max(now, last + CARD_REFRESH_EVERY)
+                cards[incident.key] = (incident.id, due)
+            else:
+                await self(session, incident, events)
+        if not cards or now is None:
+            return
+        added = await enqueue_coalesced(session, kind="card", lanes=cards, now=now)
+        if len(self._card_due) > 10_000:
+            self._card_due.clear()  # only spacing is lost
+        for lane in added:
+            self._card_due[lane] = cards[lane][1]
 
     async def _opened(self, session: AsyncSession, incident: Incident, now: datetime) -> None:
         users: list[str] = []
@@ -195,6 +222,11 @@ class Notifier:
             dedupe_key=dedupe_key,
             not_before=not_before,
         )
+
+
+def _card_only(event: TimelineEvent) -> bool:
+    """An alert event that changes only the card (a resolved alert also gets a summary)."""
+    return event.kind == "alert" and event.data.get("status") != "resolved"
 
 
 def _unique(items: list[str]) -> list[str]:

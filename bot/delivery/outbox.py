@@ -74,6 +74,45 @@ async def enqueue(
     return row
 
 
+async def enqueue_coalesced(
+    session: AsyncSession,
+    *,
+    kind: str,
+    lanes: dict[str, tuple[int | None, datetime]],
+    now: datetime,
+) -> list[str]:
+    """``enqueue(coalesce=True)`` of one ``kind`` for many lanes (lane → its incident id and
+    when the row is due) in two statements: the lanes that have such a row pending and
+    unclaimed get none. Returns the lanes that got one."""
+    if not lanes:
+        return []
+    query = select(col(OutboxRow.lane)).where(
+        col(OutboxRow.lane).in_(list(lanes)),
+        col(OutboxRow.kind) == kind,
+        col(OutboxRow.status) == PENDING,
+        col(OutboxRow.claimed_until).is_(None),
+    )
+    pending = set((await session.exec(query)).all())
+    added = [lane for lane in lanes if lane not in pending]
+    rows = [
+        OutboxRow(
+            incident_id=lanes[lane][0],
+            lane=lane,
+            kind=kind,
+            payload={},
+            next_attempt_at=lanes[lane][1],
+            created_at=now,
+        ).model_dump(exclude={"id"})
+        for lane in added
+    ]
+    if rows:
+        await session.exec(sa.insert(_OUTBOX), params=rows)
+    return added
+
+
+_OUTBOX: sa.Table = OutboxRow.__table__  # type: ignore[attr-defined]
+
+
 def _due(dialect: str) -> SelectOfScalar[OutboxRow]:
     """Due rows, the oldest pending of each lane, at ``:now``, at most ``:limit``."""
     earlier = aliased(OutboxRow)

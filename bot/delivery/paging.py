@@ -192,6 +192,15 @@ class PageListener:
     def __init__(self, policy: PagingPolicy) -> None:
         self.policy = policy
 
+    async def many(
+        self, session: AsyncSession, items: Sequence[tuple[Incident, Sequence[TimelineEvent]]]
+    ) -> None:
+        """Many incidents' events at once: nothing to do unless paging is configured."""
+        if not self.policy.configured:
+            return
+        for incident, events in items:
+            await self(session, incident, events)
+
     async def __call__(
         self, session: AsyncSession, incident: Incident, events: Sequence[TimelineEvent]
     ) -> None:

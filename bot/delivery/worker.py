@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,6 +44,8 @@ from bot.store.models import Alert, Incident, OutboxRow
 log = logging.getLogger(__name__)
 
 MAX_SUFFIXES = 5
+#: Rows under way at most while :attr:`DeliveryWorker.busy` says the loop has better to do.
+BUSY_BATCH = 2
 
 
 class NoChannel(Exception):
@@ -94,6 +96,10 @@ class DeliveryWorker:
         #: Seconds the rows under way get to finish once the worker is told to stop.
         self.stop_grace = stop_grace
         self.wake = asyncio.Event()
+        #: True while something more urgent shares this event loop (the intake batcher with
+        #: requests waiting on their commit): the worker then has at most ``BUSY_BATCH`` rows
+        #: under way, so a storm's answers (and Slack's acks) are not kept waiting by it.
+        self.busy: Callable[[], bool] = lambda: False
         #: Kinds delivered to another port than the chat, by kind (silences: Alertmanager).
         self.kinds: dict[str, Deliver] = SilenceDelivery(
             db, incidents, silencer, max_attempts=max_attempts
@@ -138,7 +144,7 @@ class DeliveryWorker:
                 if running and time.monotonic() - renewed > self.lease.total_seconds() / 3:
                     await self._renew([i for t, i in running.items() if not t.done()])
                     renewed = time.monotonic()
-                free = self.batch - len(running)
+                free = (BUSY_BATCH if self.busy() else self.batch) - len(running)
                 if free > 0 and await self._start(running, free):
                     continue  # more may be due at once
                 self.wake.clear()

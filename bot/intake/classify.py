@@ -133,8 +133,31 @@ class Classifier:
                 raise ValueError(f"rule {rule.name}: {error}") from None
         self.scheme = scheme
         self.rules = list(rules)
+        # What a verdict depends on: the fields the rules read (a whole section when a rule
+        # reads it by pattern), the sender's severity hint and the source (in the reason).
+        paths = {c.path for rule in self.rules for c in rule.conditions}
+        self._whole = tuple(sorted({p.partition(".")[0] for p in paths if _pattern(p)}))
+        self._paths = tuple(sorted(p for p in paths if p.partition(".")[0] not in self._whole))
+        self._memo: dict[tuple[object, ...], Classification] = {}
 
     def classify(self, alert: NormalizedAlert) -> Classification:
+        """The alert's verdict; remembered by what it depends on (a storm's alerts of one
+        group mostly differ only in labels no rule reads)."""
+        key = (
+            alert.source,
+            alert.severity_hint,
+            *(_field(alert, path) for path in self._paths),
+            *(tuple(sorted(getattr(alert, section).items())) for section in self._whole),
+        )
+        found = self._memo.get(key)
+        if found is None:
+            found = self._classify(alert)
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = found
+        return found
+
+    def _classify(self, alert: NormalizedAlert) -> Classification:
         best: tuple[SeverityLevel, str, str] | None = None
         for rule in self.rules:
             reason = rule.check(alert)
@@ -207,6 +230,23 @@ DEFAULT_RULES: tuple[SeverityRule, ...] = (
     SeverityRule("replication-lag", "high", (_equals("labels.alertname", "HighReplicationLag"),)),
     SeverityRule("replication-lag-above-5s", "high", (_above("values.*replication_lag*", 5),)),
 )
+
+
+MEMO_SIZE = 4096
+
+
+def _pattern(path: str) -> bool:
+    section, _, key = path.partition(".")
+    return section in _SECTIONS and any(ch in key for ch in "*?[")
+
+
+def _field(alert: NormalizedAlert, path: str) -> object:
+    """The value a condition on ``path`` (no pattern) reads, or None."""
+    section, _, key = path.partition(".")
+    if section in _SECTIONS and key:
+        mapping: dict[str, str] | dict[str, float] = getattr(alert, section)
+        return mapping.get(key)
+    return getattr(alert, path, None)
 
 
 def _lookup(alert: NormalizedAlert, path: str) -> Iterator[tuple[str, str | float]]:

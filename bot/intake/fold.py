@@ -22,14 +22,18 @@ Rules (each is a test):
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -53,6 +57,9 @@ AllResolvedPolicy = Literal["monitoring", "resolve", "nothing"]
 
 #: More alert changes than this in one delivery become one timeline entry per incident.
 SUMMARISE_OVER = 5
+
+#: Alerts a batch folds between two turns it gives the event loop.
+YIELD_EVERY = 100
 
 #: Where senders put an alert's service: Prometheus conventions, then OpenTelemetry's.
 SERVICE_LABELS = ("service", "service_name", "service.name", "job")
@@ -142,6 +149,21 @@ class Intake:
             result.decisions.append("dry run: nothing was written")
         return result
 
+    async def receive_many(
+        self, deliveries: Sequence[tuple[Endpoint, Delivery, str]]
+    ) -> list[IntakeResult]:
+        """Store many (endpoint, delivery, delivery key) in ONE transaction, each as
+        :meth:`receive` would one after the other; return once it is committed.
+
+        The common case (firing alerts joining open incidents) is folded with a few
+        set-based statements for all of them; a delivery that opens, reopens, resolves,
+        raises severity, acknowledges or follows one of those on its group takes
+        :meth:`receive`'s path, inside the same transaction. Any error fails the whole call
+        (nothing is written): the caller retries the deliveries one by one.
+        """
+        async with self.db.transaction() as session:
+            return await _Batch(self, session, deliveries).run()
+
     async def _first_delivery(
         self, session: AsyncSession, endpoint: Endpoint, key: str, delivery: Delivery
     ) -> bool:
@@ -154,6 +176,367 @@ class Intake:
         return await insert_ignore(session, WebhookDelivery, row, ("endpoint", "delivery_key"))
 
 
+@dataclass(slots=True)
+class _Item:
+    """One delivery of a batch."""
+
+    endpoint: Endpoint
+    delivery: Delivery
+    key: str
+    result: IntakeResult = field(default_factory=IntakeResult)
+    #: Its alerts with the endpoint's defaults, each with its group row and whether the sender
+    #: grouped it (filled once the groups are locked).
+    alerts: list[tuple[NormalizedAlert, AlertGroup, bool]] = field(default_factory=list)
+    groups: dict[str, AlertGroup] = field(default_factory=dict)  # group key → row
+
+
+@dataclass(slots=True)
+class _Known:
+    """An alert row of a locked incident, as the batch will leave it."""
+
+    values: dict[str, object]
+    existing: bool
+
+
+_ALERT_TABLE: sa.Table = Alert.__table__  # type: ignore[attr-defined]
+_DELIVERY_TABLE: sa.Table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+_GROUP_TABLE: sa.Table = AlertGroup.__table__  # type: ignore[attr-defined]
+_GROUP_SEEN = (
+    sa.update(_GROUP_TABLE)
+    .where(_GROUP_TABLE.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(last_seen=sa.bindparam("now"))
+)
+_ALERT_UPDATED = (
+    "status",
+    "labels",
+    "annotations",
+    "summary",
+    "description",
+    "links",
+    "values",
+    "severity_hint",
+    "starts_at",
+    "ends_at",
+    "last_seen",
+    "raw",
+    "group_key",
+    "count",
+)
+
+
+class _Batch:
+    """Many deliveries' processing inside one transaction, set-based where it can be.
+
+    Statements for any number of deliveries: the delivery keys (one INSERT … ON CONFLICT DO
+    NOTHING), the groups (one upsert that locks them, in key order so two replicas queue
+    instead of deadlocking), their incidents with the batch's alert rows (one SELECT … FOR
+    UPDATE, in id order), the alert rows (one upsert, executemany), the timeline events (one
+    INSERT), the card refreshes (one SELECT, one INSERT) and the changed incident and group
+    rows (flushed as executemany UPDATEs). Deliveries that need more than that (see
+    :meth:`_fits`) then run :class:`_Run`, in arrival order, on the same locked rows.
+    """
+
+    def __init__(
+        self,
+        intake: Intake,
+        session: AsyncSession,
+        deliveries: Sequence[tuple[Endpoint, Delivery, str]],
+    ) -> None:
+        self.intake = intake
+        self.session = session
+        self.items = [_Item(e, d, k) for e, d, k in deliveries]
+        self.now = intake.clock.now()
+        self.pg = _dialect_of(session) == "postgresql"
+        self.incidents: dict[int, Incident] = {}
+        self.known: dict[tuple[int, str, str], _Known] = {}  # (incident, endpoint, fp) → row
+        self.entries: list[tuple[Incident, str, Sequence[Change]]] = []
+        self.seen: dict[int, AlertGroup] = {}  # the groups folded into: last seen now
+
+    async def run(self) -> list[IntakeResult]:
+        live = await self._first_deliveries()
+        if live:
+            await self._lock_groups(live)
+            await self._lock_incidents(live)
+            slow: list[_Item] = []
+            dirty_groups: set[int] = set()
+            dirty_incidents: set[int] = set()
+            since_yield = 0
+            for item in live:
+                since_yield += len(item.alerts)
+                if since_yield >= YIELD_EVERY:  # a storm's batch is not one long CPU chunk:
+                    since_yield = 0  # the loop serves Slack's acks in between
+                    await asyncio.sleep(0)
+                if self._fits(item, dirty_groups, dirty_incidents):
+                    self._fold(item)
+                    continue
+                slow.append(item)
+                for _, group, _ in item.alerts:
+                    dirty_groups.add(_gid(group))
+                    if group.incident_id is not None:
+                        dirty_incidents.add(group.incident_id)
+            await self._write()
+            for item in slow:
+                run = _Run(
+                    self.intake,
+                    self.session,
+                    item.endpoint,
+                    item.delivery,
+                    item.result,
+                    groups=item.groups,
+                )
+                await run.run()
+        return [item.result for item in self.items]
+
+    async def _first_deliveries(self) -> list[_Item]:
+        """Record every delivery key; the deliveries seen before (or twice here) are done."""
+        rows: dict[tuple[str, str], dict[str, object]] = {}
+        for item in self.items:
+            ident = (item.endpoint.name, item.key[:200])
+            if ident not in rows:
+                rows[ident] = {
+                    "endpoint": ident[0],
+                    "delivery_key": ident[1],
+                    "received_at": self.now,
+                    "alerts": len(item.delivery.alerts),
+                }
+        statement = _statements(self.pg).deliveries
+        found = await self.session.exec(statement, params=list(rows.values()))
+        inserted = {(e, k) for e, k in found.all()}
+        live: list[_Item] = []
+        for item in self.items:
+            ident = (item.endpoint.name, item.key[:200])
+            if ident not in inserted:
+                item.result.duplicate = True
+                item.result.decisions.append(f"delivery {item.key[:16]} seen before: ignored")
+                continue
+            inserted.discard(ident)  # a second copy in this batch is a retry too
+            if item.delivery.is_ping:
+                item.result.ping = True
+                item.result.decisions.append("ping: nothing to do")
+                continue
+            live.append(item)
+        return live
+
+    async def _lock_groups(self, live: list[_Item]) -> None:
+        """Insert the missing groups and lock them all, in one statement, in key order."""
+        labels = self.intake.policy.service_labels
+        keys: dict[tuple[str, str], str] = {}
+        pending: list[tuple[_Item, NormalizedAlert, tuple[str, str], bool]] = []
+        for item in live:
+            for raw in item.delivery.alerts:
+                alert = with_defaults(item.endpoint, raw, labels)
+                key, sender_groups = group_of(item.endpoint, item.delivery, alert)
+                ident = (item.endpoint.name, group_hash(key))
+                keys.setdefault(ident, key)
+                pending.append((item, alert, ident, sender_groups))
+        if not keys:
+            return  # deliveries without alerts
+        rows = [
+            {
+                "endpoint": endpoint,
+                "group_hash": hashed,
+                "group_key": keys[(endpoint, hashed)],
+                "created_at": self.now,
+                "last_seen": self.now,
+            }
+            for endpoint, hashed in sorted(keys)
+        ]
+        options = {"populate_existing": True}
+        found = await self.session.exec(
+            _statements(self.pg).groups, params=rows, execution_options=options
+        )
+        groups = {(g.endpoint, g.group_hash): g for g in found.scalars().all()}
+        for item, alert, ident, sender_groups in pending:
+            group = groups[ident]
+            item.alerts.append((alert, group, sender_groups))
+            item.groups[keys[ident]] = group
+
+    async def _lock_incidents(self, live: list[_Item]) -> None:
+        """Lock the groups' incidents, in id order, with their rows of the batch's alerts."""
+        ids = sorted({g.incident_id for i in live for _, g, _ in i.alerts if g.incident_id})
+        if not ids:
+            return
+        fingerprints = {a.fingerprint for item in live for a, _, _ in item.alerts}
+        a = _ALERT_TABLE.c  # columns, not rows: the ORM's copies are left to _Run
+        query = (
+            sa.select(Incident, a.endpoint, a.fingerprint, a.status, a.count)
+            .outerjoin(
+                _ALERT_TABLE,
+                (a.incident_id == col(Incident.id)) & a.fingerprint.in_(fingerprints),
+            )
+            .where(col(Incident.id).in_(ids))
+            .order_by(col(Incident.id))
+            # FOR NO KEY UPDATE on Postgres: it serialises intake and the lifecycle as FOR
+            # UPDATE would, but leaves the rows' foreign-key checks free, so the delivery
+            # worker's transcript and outbox rows of these incidents do not queue behind it.
+            .with_for_update(of=Incident, key_share=True)
+        )
+        options = {"populate_existing": True}
+        found = await self.session.exec(query, execution_options=options)  # type: ignore[call-overload]
+        for incident, endpoint, fingerprint, status, count in found.all():
+            self.incidents[_id(incident)] = incident
+            if fingerprint is not None:
+                values = {"status": status, "count": count}
+                self.known[(_id(incident), endpoint, fingerprint)] = _Known(values, True)
+
+    def _fits(self, item: _Item, dirty_groups: set[int], dirty_incidents: set[int]) -> bool:
+        """Whether every alert of ``item`` is a firing alert joining an open incident that
+        stays as it is (not in monitoring, no severity raise), on a group not left to _Run."""
+        if asks_acknowledge(item.delivery):
+            return False
+        scheme = self.intake.incidents.scheme
+        window = self.intake.policy.group_window
+        for alert, group, sender_groups in item.alerts:
+            if alert.status is not AlertStatus.FIRING or _gid(group) in dirty_groups:
+                return False
+            incident = self.incidents.get(group.incident_id or 0)
+            if incident is None or _id(incident) in dirty_incidents:
+                return False
+            if not incident.state.is_open or incident.state is Status.MONITORING:
+                return False
+            seen = self.now if _gid(group) in self.seen else group.last_seen
+            if not sender_groups and self.now - seen > window:
+                return False
+            rank = scheme.rank(incident.severity)
+            if rank > 0 and scheme.rank(self.intake.classifier.classify(alert).severity) < rank:
+                return False  # a raise: the lifecycle records it (nothing is above rank 0)
+        return True
+
+    def _fold(self, item: _Item) -> None:
+        """What :class:`_Run` would do for a delivery that :meth:`_fits`, in memory."""
+        result = item.result
+        endpoint = item.endpoint.name
+        changes: dict[int, list[Change]] = {}
+        for alert, group, _ in item.alerts:
+            incident = self.incidents[group.incident_id or 0]
+            incident_id = _id(incident)
+            self.seen[_gid(group)] = group
+            result.alerts += 1
+            if incident.key not in result.updated:
+                result.updated.append(incident.key)
+            values: dict[str, object] = {
+                "status": alert.status.value,
+                "labels": alert.labels,
+                "annotations": alert.annotations,
+                "summary": alert.summary,
+                "description": alert.description,
+                "links": alert.links,
+                "values": alert.values,
+                "severity_hint": alert.severity_hint,
+                "starts_at": alert.starts_at,
+                "ends_at": alert.ends_at,
+                "last_seen": self.now,
+                "raw": alert.raw,
+                "group_key": fit_key(group.group_key, GROUP_KEY_MAX),
+            }
+            ident = (incident_id, endpoint, alert.fingerprint)
+            known = self.known.get(ident)
+            data = {
+                "fingerprint": alert.fingerprint,
+                "status": alert.status.value,
+                "source": alert.source,
+                "endpoint": endpoint,
+                "links": alert.links,
+            }
+            if known is None:
+                values.update(
+                    incident_id=incident_id,
+                    source=alert.source,
+                    endpoint=endpoint,
+                    fingerprint=alert.fingerprint,
+                    first_seen=self.now,
+                    count=1,
+                )
+                self.known[ident] = _Known(values, False)
+                text = f"alert firing: {alert.summary or alert.name}"
+                changes.setdefault(incident_id, []).append(Change("alert", text, data))
+                result.decisions.append(f"{alert.name}: new alert on {incident.key}")
+                continue
+            previous = known.values["status"]
+            count = int(str(known.values["count"])) + 1
+            known.values.update(values, count=count)
+            if previous != alert.status.value:
+                text = f"alert firing again: {alert.summary or alert.name}"
+                changes.setdefault(incident_id, []).append(Change("alert", text, data))
+                result.decisions.append(f"{alert.name}: firing again on {incident.key}")
+            else:
+                result.decisions.append(
+                    f"{alert.name}: repeat on {incident.key} (seen {count} times)"
+                )
+        for incident_id, found in changes.items():
+            self.entries.append((self.incidents[incident_id], endpoint, summarised(found)))
+
+    async def _write(self) -> None:
+        """The folded deliveries' alert rows, timeline events and card refreshes."""
+        new = [k.values for k in self.known.values() if not k.existing]
+        updated = [
+            {"b_incident": incident_id, "b_endpoint": endpoint, "b_fingerprint": fp, **k.values}
+            for (incident_id, endpoint, fp), k in self.known.items()
+            if k.existing and "raw" in k.values  # only the rows this batch folded into
+        ]
+        if new:
+            await self.session.exec(sa.insert(_ALERT_TABLE), params=new)
+        if updated:
+            await self.session.exec(_ALERT_UPDATE, params=updated)
+        if self.seen:
+            # Written here, not flushed by the ORM: one statement for all (the rows held for
+            # _Run are told the value as stored).
+            ids = sorted(self.seen)
+            await self.session.exec(_GROUP_SEEN, params={"now": self.now, "ids": ids})
+            for group in self.seen.values():
+                set_committed_value(group, "last_seen", self.now)
+        if self.entries:
+            await self.intake.incidents.record_many(self.session, self.entries)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    deliveries: sa.Insert
+    groups: sa.Insert
+
+
+@functools.cache
+def _statements(pg: bool) -> _Statements:
+    """The batch's statements, built once per dialect (their parameters are given when run,
+    as executemany: SQLAlchemy sends the rows in one statement and caches its compiled form).
+    """
+    dialect: Any = postgresql if pg else sqlite
+    deliveries = dialect.insert(_DELIVERY_TABLE)
+    c = _DELIVERY_TABLE.c
+    groups = dialect.insert(AlertGroup)
+    return _Statements(
+        deliveries=deliveries.on_conflict_do_nothing(
+            index_elements=["endpoint", "delivery_key"]
+        ).returning(c.endpoint, c.delivery_key),
+        # On conflict the row is "updated" to itself: locked, and returned as it was. The rows
+        # come sorted: two replicas lock their common groups in the same order.
+        groups=groups.on_conflict_do_update(
+            index_elements=["endpoint", "group_hash"], set_={"endpoint": groups.excluded.endpoint}
+        ).returning(AlertGroup),
+    )
+
+
+#: An alert row's new state, by its identity (executemany: one parameter set per row).
+_ALERT_UPDATE = (
+    sa.update(_ALERT_TABLE)
+    .where(
+        _ALERT_TABLE.c.incident_id == sa.bindparam("b_incident"),
+        _ALERT_TABLE.c.endpoint == sa.bindparam("b_endpoint"),
+        _ALERT_TABLE.c.fingerprint == sa.bindparam("b_fingerprint"),
+    )
+    .values({name: sa.bindparam(name) for name in _ALERT_UPDATED})
+)
+
+
+def _dialect_of(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind else "sqlite"
+
+
+def _gid(group: AlertGroup) -> int:
+    assert group.id is not None
+    return group.id
+
+
 class _Run:
     """One delivery's processing inside its transaction."""
 
@@ -164,6 +547,8 @@ class _Run:
         endpoint: Endpoint,
         delivery: Delivery,
         result: IntakeResult,
+        *,
+        groups: dict[str, AlertGroup] | None = None,
     ) -> None:
         self.intake = intake
         self.session = session
@@ -177,7 +562,7 @@ class _Run:
         # One delivery is processed as a batch: each group locked once, each incident's alert
         # rows read once (with its lock), new rows inserted together, its timeline events and
         # severity written once at the end.
-        self.groups: dict[str, AlertGroup] = {}
+        self.groups: dict[str, AlertGroup] = dict(groups or {})  # locked already, by key
         self.known: dict[int, dict[str, Alert]] = {}  # incident id → its rows of these alerts
         self.new_rows: list[Alert] = []  # the rows of ``known`` not stored yet
         self.changes: dict[int, list[Change]] = {}
@@ -196,21 +581,10 @@ class _Run:
             await self._after(incident)
 
     def _with_defaults(self, alert: NormalizedAlert) -> NormalizedAlert:
-        labels = {**self.endpoint.labels, **alert.labels}
-        # The endpoint's service is a default: an alert that names its own keeps it.
-        if self.endpoint.service and service_of(labels, self.intake.policy.service_labels) is None:
-            labels.setdefault("service", self.endpoint.service)
-        return replace(alert, labels=labels)
+        return with_defaults(self.endpoint, alert, self.intake.policy.service_labels)
 
     async def _one(self, alert: NormalizedAlert) -> None:
-        group_key = alert.group_key or self.delivery.group_key
-        sender_groups = group_key is not None
-        if group_key is None:
-            values = {k: alert.labels[k] for k in self.endpoint.group_by if k in alert.labels}
-            if values:
-                group_key = "by:" + ",".join(f"{k}={v}" for k, v in values.items())
-            else:  # none of the grouping labels: the alert is its own group
-                group_key = f"alert:{alert.fingerprint}"
+        group_key, sender_groups = group_of(self.endpoint, self.delivery, alert)
         group = await self._lock_group(group_key)
         incident = await self._incident_of(group, alert, sender_groups)
         if incident is None:
@@ -237,7 +611,7 @@ class _Run:
     async def _lock_group_row(self, group_key: str) -> AlertGroup:
         row = {
             "endpoint": self.endpoint.name,
-            "group_hash": hashlib.sha256(group_key.encode()).hexdigest(),
+            "group_hash": group_hash(group_key),
             "group_key": group_key,
             "created_at": self.now,
             "last_seen": self.now,
@@ -334,19 +708,7 @@ class _Run:
         """The delivery's alert events, as one timeline entry per incident when there are many."""
         if not changes:
             return
-        if len(changes) > SUMMARISE_OVER:
-            statuses = {str(c.data.get("status")) for c in changes}
-            names = sorted({c.text.split(": ", 1)[-1] for c in changes})
-            shown = ", ".join(names[:10]) + (
-                f" and {len(names) - 10} more" if len(names) > 10 else ""
-            )
-            data = {
-                "status": statuses.pop() if len(statuses) == 1 else "mixed",
-                "fingerprints": [c.data.get("fingerprint") for c in changes],
-                "count": len(changes),
-            }
-            changes = [Change("alert", f"{len(changes)} alert changes: {shown}", data)]
-        await self.intake.incidents.record(self.session, incident, self.actor, changes)
+        await self.intake.incidents.record(self.session, incident, self.actor, summarised(changes))
 
     async def _store_alert(self, incident: Incident, alert: NormalizedAlert, group: str) -> None:
         rows = self.known.setdefault(_id(incident), {})  # none yet if the delivery opened it
@@ -438,11 +800,8 @@ class _Run:
         self.result.decisions.append(f"{name}: severity {verdict.severity} ({verdict.reason})")
 
     async def _acknowledge_if_asked(self, incident: Incident) -> None:
-        extra = self.delivery.extra
-        asked = extra.get("action") == "acknowledge" or extra.get("event_type") == (
-            "incident.acknowledged"
-        )
-        if asked and incident.acknowledged_at is None and incident.state.is_open:
+        open_unacknowledged = incident.acknowledged_at is None and incident.state.is_open
+        if open_unacknowledged and asks_acknowledge(self.delivery):
             await self.intake.incidents.acknowledge(
                 incident, actor=self.actor, session=self.session
             )
@@ -499,6 +858,57 @@ class _Run:
     def _updated(self, incident: Incident) -> None:
         if incident.key not in self.result.opened and incident.key not in self.result.updated:
             self.result.updated.append(incident.key)
+
+
+def summarised(changes: list[Change]) -> list[Change]:
+    """One delivery's alert events on one incident: one entry when there are many."""
+    if len(changes) <= SUMMARISE_OVER:
+        return changes
+    statuses = {str(c.data.get("status")) for c in changes}
+    names = sorted({c.text.split(": ", 1)[-1] for c in changes})
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    data = {
+        "status": statuses.pop() if len(statuses) == 1 else "mixed",
+        "fingerprints": [c.data.get("fingerprint") for c in changes],
+        "count": len(changes),
+    }
+    return [Change("alert", f"{len(changes)} alert changes: {shown}", data)]
+
+
+def with_defaults(
+    endpoint: Endpoint, alert: NormalizedAlert, service_labels: Sequence[str]
+) -> NormalizedAlert:
+    """The alert with the endpoint's labels and service as defaults."""
+    if not endpoint.labels and not endpoint.service:
+        return alert  # nothing to add (the common case: no copy)
+    labels = {**endpoint.labels, **alert.labels}
+    # The endpoint's service is a default: an alert that names its own keeps it.
+    if endpoint.service and service_of(labels, service_labels) is None:
+        labels.setdefault("service", endpoint.service)
+    return replace(alert, labels=labels)
+
+
+def group_of(endpoint: Endpoint, delivery: Delivery, alert: NormalizedAlert) -> tuple[str, bool]:
+    """The alert's group key, and whether the sender grouped it (else ``group_by`` did)."""
+    group_key = alert.group_key or delivery.group_key
+    if group_key is not None:
+        return group_key, True
+    values = {k: alert.labels[k] for k in endpoint.group_by if k in alert.labels}
+    if values:
+        return "by:" + ",".join(f"{k}={v}" for k, v in values.items()), False
+    return f"alert:{alert.fingerprint}", False  # none of the grouping labels: its own group
+
+
+def group_hash(group_key: str) -> str:
+    return hashlib.sha256(group_key.encode()).hexdigest()
+
+
+def asks_acknowledge(delivery: Delivery) -> bool:
+    """The sender says the incident was acknowledged there (PagerDuty, a tool's action)."""
+    extra = delivery.extra
+    return extra.get("action") == "acknowledge" or extra.get("event_type") == (
+        "incident.acknowledged"
+    )
 
 
 def service_of(labels: dict[str, str], names: Sequence[str]) -> str | None:

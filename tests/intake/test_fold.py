@@ -52,7 +52,13 @@ def delivery(*alerts: NormalizedAlert, **extra: object) -> Delivery:
 
 
 class Harness:
-    def __init__(self, db: Database, clock: FixedClock, policy: IntakePolicy) -> None:
+    """Sends deliveries one at a time, through ``Intake.receive`` or, ``batched``, through the
+    batch fold (``receive_many``, as the server's batcher does): every rule holds on both."""
+
+    def __init__(
+        self, db: Database, clock: FixedClock, policy: IntakePolicy, *, batched: bool = False
+    ) -> None:
+        self.batched = batched
         self.db = db
         self.clock = clock
         self.incidents = Incidents(db, clock=clock, scheme=P1_P4)
@@ -67,6 +73,11 @@ class Harness:
 
     async def send(self, *alerts: NormalizedAlert, endpoint: Endpoint = AM, key: str = ""):
         self.sent += 1
+        if self.batched:
+            found = await self.intake.receive_many(
+                [(endpoint, delivery(*alerts), key or f"d{self.sent}")]
+            )
+            return found[0]
         return await self.intake.receive(
             endpoint, delivery(*alerts), delivery_key=key or f"d{self.sent}"
         )
@@ -80,9 +91,14 @@ class Harness:
             return list((await session.exec(select(Alert).order_by(col(Alert.id)))).all())
 
 
+@pytest.fixture(params=["single", "batched"])
+def batched(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param == "batched")
+
+
 @pytest.fixture
-def h(db: Database, clock: FixedClock) -> Harness:
-    return Harness(db, clock, IntakePolicy())
+def h(db: Database, clock: FixedClock, batched: bool) -> Harness:
+    return Harness(db, clock, IntakePolicy(), batched=batched)
 
 
 async def test_a_new_group_opens_one_incident_with_its_alerts(h: Harness) -> None:
@@ -180,8 +196,8 @@ async def test_resolved_alert_of_no_known_group_is_ignored(h: Harness) -> None:
     assert await h.count(Incident) == 0
 
 
-async def test_auto_resolve_policy(db: Database, clock: FixedClock) -> None:
-    h = Harness(db, clock, IntakePolicy(when_all_resolved="resolve"))
+async def test_auto_resolve_policy(db: Database, clock: FixedClock, batched: bool) -> None:
+    h = Harness(db, clock, IntakePolicy(when_all_resolved="resolve"), batched=batched)
     await h.send(alert("HighQueryLatency"))
     await h.send(alert("HighQueryLatency", status="resolved"))
     incident = await h.incidents.get("INC-1")

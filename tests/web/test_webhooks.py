@@ -355,7 +355,8 @@ def test_sqlite_locked_gives_503_then_the_retry_counts_once(
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "5"
         assert server.stored_nothing()
-        assert server.post("alertmanager", body).json()["opened"] == ["INC-0001"]
+        second = server.post("alertmanager", body).json()
+        assert second["opened"] == ["INC-0001"], second
         assert server.post("alertmanager", body).json()["status"] == "duplicate"
         assert server.count(Incident) == 1
 
