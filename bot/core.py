@@ -15,8 +15,9 @@ from bot.config.settings import Settings
 from bot.delivery.exports import Exports
 from bot.delivery.home import HomeListener
 from bot.delivery.notify import Notifier
+from bot.delivery.outbox import Deliver
 from bot.delivery.paging import PageListener, Paging, PagingPolicy
-from bot.delivery.silences import Deliver, Silences
+from bot.delivery.silences import Silences
 from bot.delivery.statuspage import StatusPageDelivery, StatusPageListener, StatusPages
 from bot.delivery.tickets import TicketDelivery, TicketListener, TicketPolicy, Tickets
 from bot.delivery.transcript import TranscriptChat

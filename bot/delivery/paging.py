@@ -23,7 +23,7 @@ it survives restarts, and one worker of many claims it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,7 +32,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config.settings import PagingSettings, Settings
-from bot.delivery.outbox import FAILED, enqueue
+from bot.delivery.outbox import FAILED, Deliver, enqueue
 from bot.errors import UserError
 from bot.incidents.lifecycle import Change, EventKind, Incidents
 from bot.incidents.severity import SeverityScheme
@@ -58,9 +58,6 @@ ESCALATED = "escalated"
 _TOLD = {PAGED, PAGE_FAILED, ESCALATED}
 _CYCLE_KINDS = (EventKind.DECLARED.value, EventKind.REOPENED.value)
 ACTOR = "warroom"
-
-#: What the worker calls for a row of one of these kinds: (row, incident) → the row's result.
-Deliver = Callable[[OutboxRow, Incident], Awaitable[dict[str, Any]]]
 
 
 class NoPager(Exception):

@@ -15,7 +15,7 @@ expire. :func:`on_resolved` runs in the resolution's transaction: it expires the
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import Clock
 from bot.config.settings import Settings
-from bot.delivery.outbox import enqueue
+from bot.delivery.outbox import Deliver, enqueue
 from bot.errors import UserError
 from bot.incidents import silences as s
 from bot.incidents.lifecycle import Change, Incidents
@@ -37,9 +37,6 @@ log = logging.getLogger(__name__)
 CREATE = "silence_create"
 EXPIRE = "silence_expire"
 ACTOR = "warroom"
-
-#: What the worker calls for a row of one of these kinds: (row, incident) → the row's result.
-Deliver = Callable[[OutboxRow, Incident], Awaitable[dict[str, Any]]]
 
 
 class NoSilencer(Exception):

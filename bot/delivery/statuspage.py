@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -35,7 +35,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import Clock
 from bot.config.settings import Settings, StatusPageTarget
-from bot.delivery.outbox import PENDING, enqueue
+from bot.delivery.outbox import PENDING, Deliver, enqueue
 from bot.errors import UserError
 from bot.incidents import statuspage as records
 from bot.incidents.lifecycle import Change, EventKind, Incidents
@@ -73,8 +73,6 @@ PHASES: Mapping[str, Phase] = {
 IMPACTS: tuple[Impact, ...] = ("critical", "major", "minor")
 COMPONENT_STATUS = ("major_outage", "partial_outage", "degraded_performance")
 OPERATIONAL = "operational"
-
-Deliver = Callable[[OutboxRow, Incident], Awaitable[dict[str, Any]]]
 
 
 def lane(incident: Incident) -> str:

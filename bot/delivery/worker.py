@@ -24,9 +24,9 @@ from sqlmodel import col, select
 from bot.clock import Clock
 from bot.delivery import quiet
 from bot.delivery.home import DEFAULT_EVERY, HOME, HomeDelivery
-from bot.delivery.outbox import claim, renew, settle
+from bot.delivery.outbox import Deliver, claim, renew, settle
 from bot.delivery.paging import NoPager, PagingDelivery, PagingPolicy
-from bot.delivery.silences import Deliver, NoSilencer, SilenceDelivery
+from bot.delivery.silences import NoSilencer, SilenceDelivery
 from bot.errors import StorageUnavailable
 from bot.incidents.card import CardView, load_card
 from bot.incidents.channel import channel_name, with_suffix
