@@ -23,6 +23,7 @@ import httpx
 import sqlalchemy as sa
 
 from bench.ingest import free_port
+from bot.intake.journal import journal_left, sidecar_path
 
 
 @dataclass
@@ -96,17 +97,22 @@ async def send(
 
 
 def wait_delivered(db_url: str, *, timeout: float = 600.0) -> bool:
-    """Wait until no outbox row is pending; False on timeout."""
+    """Wait until the intake journal is folded and no outbox row is pending; False on
+    timeout."""
     engine = sa.create_engine(db_url)
+    side = sidecar_path(db_url)  # SQLite's journal is a file of its own
+    journal = sa.create_engine(f"sqlite:///{side}") if side else engine
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
+                with journal.connect() as conn:
+                    unfolded = journal_left(conn)
                 with engine.connect() as conn:
                     left = conn.execute(
                         sa.text("SELECT count(*) FROM outbox WHERE status = 'pending'")
                     ).scalar_one()
-                if left == 0:
+                if left == 0 and unfolded == 0:
                     return True
             except sa.exc.OperationalError:
                 pass  # the database is restarting
@@ -114,6 +120,7 @@ def wait_delivered(db_url: str, *, timeout: float = 600.0) -> bool:
         return False
     finally:
         engine.dispose()
+        journal.dispose()
 
 
 def _first_marker(message: Any) -> str | None:

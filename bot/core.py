@@ -6,6 +6,7 @@ command); nothing here runs at import time.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -160,6 +161,15 @@ class Core:
         )
         worker.status_page_ready = bool(self.settings.statuspage)
         return worker
+
+    def intake_on(self, db: Database) -> Intake:
+        """This core's intake, working on ``db`` (another event loop's connections: the
+        intake folder's thread)."""
+        incidents = copy.copy(self.incidents)
+        incidents.db = db
+        intake = copy.copy(self.intake)
+        intake.db, intake.incidents = db, incidents
+        return intake
 
     async def close(self) -> None:
         await self.cache.close()

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -22,8 +22,14 @@ from bot.core import Core
 from bot.delivery.quiet import schedule_resolve_offers
 from bot.delivery.updates import schedule_reminders
 from bot.errors import ConfigError, ConfigProblem, StorageUnavailable
+from bot.intake.accept import Acceptor
+from bot.intake.alerts.model import Delivery
 from bot.intake.batch import Batcher
+from bot.intake.fold import Endpoint, Intake, IntakeResult
+from bot.intake.folder import Folder
+from bot.intake.journal import Journal
 from bot.ports.chat import Chat
+from bot.store.db import Database
 from bot.store.migrate import upgrade
 from handlers import web
 from handlers.compose import outside_kinds
@@ -143,17 +149,48 @@ def create_app(
         chat = chat_factory(core) if chat_factory else slack_chat(core)
         background = Background(core, chat)
         app.state.background = background
-        # One batcher per process: concurrent deliveries are folded in one transaction.
-        app.state.batcher = batcher = Batcher(
-            core.intake, timeout=settings.intake.timeout.total_seconds()
+        # Deliveries are journaled (one statement per batch of requests), then folded into
+        # incidents behind them by one folder per process, in a thread of its own.
+        timeout = settings.intake.timeout.total_seconds()
+        journal = Journal(core.db, core.clock)
+        appender = Batcher(journal, timeout=timeout, max_deliveries=256, max_alerts=20_000)
+
+        def endpoint(name: str, source: str) -> Endpoint:
+            hook = app.state.webhooks.endpoints.get(name)
+            return hook.endpoint if hook is not None else Endpoint(name=name, source=source)
+
+        def folded(results: Sequence[tuple[Endpoint, Delivery, IntakeResult]]) -> None:
+            for where, delivery, result in results:
+                metrics.intake(where.source, len(delivery.alerts), result)
+            background.worker.wake.set()  # the channels and cards of what was folded
+
+        async def fold_side() -> tuple[Journal, Intake, Callable[[], Awaitable[None]]]:
+            db = Database(
+                settings.database.url,
+                connect_timeout=settings.database.connect_timeout.total_seconds(),
+                pool_size=2,
+            )
+            side = Journal(db, core.clock)
+
+            async def close() -> None:
+                await side.close()
+                await db.dispose()
+
+            return side, core.intake_on(db), close
+
+        app.state.folder = folder = Folder(
+            journal, core.intake, endpoint, on_folded=folded, busy=appender.recent
         )
-        background.worker.busy = batcher.busy  # a storm's commits before its cards
+        metrics.unfolded.set_function(folder.pending)
+        acceptor = Acceptor(appender, folder, fold_wait=min(5.0, timeout / 2))
+        background.worker.busy = acceptor.busy  # a storm's commits before its cards
         app.state.webhooks = Webhooks(
             settings,
-            batcher,
+            acceptor,
             core.cache,
             after_commit=background.worker.wake.set,
             metrics=metrics,
+            folds_counted=True,
         )
         app.state.slack = None
         socket = None
@@ -173,12 +210,15 @@ def create_app(
             )
         log.info("warroom %s ready, database %s", bot.__version__, mask_url(settings.database.url))
         background.start()
+        folder.start(fold_side, drain_s=DRAIN_S)  # what a crash left is folded first
         try:
             yield
         finally:
             if socket is not None:
                 await socket.close()
-            await batcher.close()
+            await acceptor.close()
+            await folder.stop()  # after a drain; what is left is folded at the next start
+            await journal.close()
             await background.stop()
             await core.close()
 

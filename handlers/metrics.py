@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -93,6 +93,12 @@ class Metrics:
             "Slack Web API calls by method and outcome: ok, 429, an HTTP 5xx code, Slack's "
             "error code, timeout or connection_error.",
             ["method", "status"],
+            registry=self.registry,
+        )
+        self.unfolded = Gauge(
+            "warroom_intake_unfolded",
+            "Deliveries this process journaled (answered 2xx) and has not folded into "
+            "incidents yet: the fold's lag behind a storm.",
             registry=self.registry,
         )
         ProcessCollector(registry=self.registry)

@@ -17,7 +17,7 @@ import hmac
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from starlette.requests import ClientDisconnect, Request
@@ -75,11 +75,14 @@ class Webhooks:
         after_commit: Callable[[], None] = lambda: None,
         metrics: Metrics | None = None,
         clock: Clock | None = None,
+        folds_counted: bool = False,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.clock = clock or SystemClock()
         self.intake = intake
         self.after_commit = after_commit
+        #: The receiver reports each fold to the metrics itself (the journal's folder).
+        self.folds_counted = folds_counted
         self.cache = cache
         self.max_body = settings.intake.max_body_bytes
         self.timeout = settings.intake.timeout.total_seconds()
@@ -117,7 +120,7 @@ class Webhooks:
         if media != "application/json" and not media.endswith("+json"):
             return _error(415, f"send Content-Type: application/json, not {media or 'nothing'}")
         try:
-            delivery = get_parser(hook.endpoint.source)(decode_body(raw))
+            delivery = replace(get_parser(hook.endpoint.source)(decode_body(raw)), body=raw)
         except PayloadError as error:
             return _error(400, str(error), field=error.field)
         sender_id = request.headers.get("x-webhook-id") or delivery.delivery_id
@@ -145,10 +148,16 @@ class Webhooks:
                 "storage unavailable, retry later",
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             )
-        self.metrics.intake(hook.endpoint.source, len(delivery.alerts), result)
-        self.after_commit()  # e.g. wake the delivery worker: the channel should open now
+        if not self.folds_counted:
+            self.metrics.intake(hook.endpoint.source, len(delivery.alerts), result)
+        if not result.queued:  # a queued delivery wakes the worker when it is folded
+            self.after_commit()  # e.g. wake the delivery worker: the channel should open now
         await self.cache.mark(dedup, DEDUP_TTL_S)
-        status = "duplicate" if result.duplicate else ("pong" if result.ping else "accepted")
+        status = (
+            "queued"
+            if result.queued
+            else ("duplicate" if result.duplicate else ("pong" if result.ping else "accepted"))
+        )
         log.info(
             "webhook %s: %s, %d alert(s), incidents %s",
             hook.endpoint.name,
@@ -164,7 +173,9 @@ class Webhooks:
                 "ignored": result.ignored,
                 "incidents": result.incidents,
                 "opened": result.opened,
-            }
+            },
+            # Stored, not folded yet (a storm): 202 Accepted, the incidents follow.
+            status_code=202 if result.queued else 200,
         )
 
     async def _read(self, request: Request) -> bytes:

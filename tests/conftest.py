@@ -49,6 +49,7 @@ TABLES = (
     "replay_key",
     "web_session",
     "external_record",
+    "intake_entry",
     "incident",
 )
 

@@ -21,18 +21,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from bot.errors import StorageUnavailable
 from bot.intake.alerts.model import Delivery
-from bot.intake.fold import Endpoint, Intake, IntakeResult
+from bot.intake.fold import Endpoint, IntakeResult
 
 log = logging.getLogger(__name__)
 
 MAX_DELIVERIES = 64
 #: A batch's alerts, bounding how long its statements' parameters keep the event loop.
 MAX_ALERTS = 400
+
+
+class Sink(Protocol):
+    """What a batch is written to: :class:`bot.intake.fold.Intake` (folded at once) or
+    :class:`bot.intake.journal.Journal` (appended, folded behind)."""
+
+    async def receive_many(
+        self, deliveries: Sequence[tuple[Endpoint, Delivery, str]]
+    ) -> list[IntakeResult]: ...
+
+    async def receive(
+        self, endpoint: Endpoint, delivery: Delivery, *, delivery_key: str
+    ) -> IntakeResult: ...
 
 
 @dataclass(slots=True)
@@ -53,7 +69,7 @@ class Batcher:
 
     def __init__(
         self,
-        intake: Intake,
+        intake: Sink,
         *,
         max_deliveries: int = MAX_DELIVERIES,
         max_alerts: int = MAX_ALERTS,
@@ -69,6 +85,7 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._current: list[_Waiting] = []  # the batch being folded
+        self._last = 0.0  # time.monotonic() of the latest request
 
     async def receive(
         self, endpoint: Endpoint, delivery: Delivery, *, delivery_key: str
@@ -78,6 +95,7 @@ class Batcher:
         wake = self._running(loop)
         answer: asyncio.Future[IntakeResult] = loop.create_future()
         deadline = loop.time() + self.timeout
+        self._last = time.monotonic()
         self._queue.append(_Waiting(endpoint, delivery, delivery_key, answer, deadline))
         wake.set()
         # A request that gives up (its timeout) cancels only its wait: the batch goes on.
@@ -86,6 +104,10 @@ class Batcher:
     def busy(self) -> bool:
         """Whether requests are waiting on a batch (queued, or in the one being folded)."""
         return bool(self._queue or self._current)
+
+    def recent(self, seconds: float = 0.2) -> bool:
+        """Whether a request arrived within ``seconds`` (from any thread: a storm is on)."""
+        return time.monotonic() - self._last < seconds
 
     async def close(self) -> None:
         """Fold what is queued, then stop."""

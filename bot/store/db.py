@@ -67,6 +67,7 @@ class Database:
 
     def __init__(self, url: str, *, connect_timeout: float = 5.0, pool_size: int = 10) -> None:
         self.url = async_url(url)
+        self.connect_timeout = connect_timeout
         self.dialect = make_url(self.url).get_backend_name()
         connect_args: dict[str, Any] = {}
         # A server may drop idle connections, a SQLite file does not: no ping (a thread hop) there.

@@ -221,6 +221,29 @@ class WebhookDelivery(SQLModel, table=True):
     alerts: int = 0
 
 
+class IntakeEntry(SQLModel, table=True):
+    """One accepted webhook body, durable before it is folded (:mod:`bot.intake.journal`).
+
+    The sender is answered once this row is committed; the folder turns it into incidents,
+    alerts and timeline events and deletes it in the same transaction.
+    """
+
+    __tablename__ = "intake_entry"
+    __table_args__ = (sa.UniqueConstraint("endpoint", "delivery_key", name="uq_intake_entry"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint: str = Field(max_length=40)
+    source: str = Field(max_length=40)
+    delivery_key: str = Field(max_length=200)
+    received_at: datetime = _when(nullable=False)
+    alerts: int = 0
+    body: bytes = Field(sa_column=sa.Column(sa.LargeBinary(), nullable=False))
+    #: Failed folds of this entry; past :data:`bot.intake.journal.MAX_ATTEMPTS` it is left
+    #: for a person (``error`` says why) and the folder goes on without it.
+    attempts: int = 0
+    error: str | None = None
+
+
 class OutboxRow(SQLModel, table=True):
     """One thing to tell the chat, written in the transaction of the change that caused it.
 

@@ -23,6 +23,7 @@ from bot.store.db import sync_url
 from bot.store.models import Alert, Incident, TimelineEvent, WebhookDelivery
 from handlers.app import create_app
 from tests.intake.alerts.payloads import load, raw
+from tests.waiting import wait_for
 
 JSON = {"content-type": "application/json"}
 
@@ -337,7 +338,7 @@ def test_pagerduty_signature_from_the_real_vector(guarded: Server) -> None:
     assert retry.json()["status"] == "duplicate"
 
 
-def test_sqlite_locked_gives_503_then_the_retry_counts_once(
+def test_sqlite_journal_locked_gives_503_then_the_retry_counts_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_template: Path
 ) -> None:
     import shutil
@@ -347,7 +348,7 @@ def test_sqlite_locked_gives_503_then_the_retry_counts_once(
     monkeypatch.setenv("WARROOM_DATABASE__CONNECT_TIMEOUT", "1s")
     body = raw("alertmanager/firing_capture_am0.27.0.wire.json")
     for server in make_server(f"sqlite:///{path}", tmp_path, monkeypatch):
-        holder = sqlite3.connect(path, isolation_level=None)
+        holder = sqlite3.connect(tmp_path / "locked.db-intake", isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
         refused = server.post("alertmanager", body)
         holder.execute("ROLLBACK")
@@ -359,6 +360,39 @@ def test_sqlite_locked_gives_503_then_the_retry_counts_once(
         assert second["opened"] == ["INC-0001"], second
         assert server.post("alertmanager", body).json()["status"] == "duplicate"
         assert server.count(Incident) == 1
+
+
+def test_sqlite_database_locked_the_alert_waits_in_the_journal_then_opens_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_template: Path
+) -> None:
+    """The database busy (a long transaction elsewhere) does not refuse alerts: they are
+    journaled (202) and folded once it is free; the sender's retry changes nothing."""
+    import shutil
+
+    path = tmp_path / "busy.db"
+    shutil.copy(sqlite_template, path)
+    monkeypatch.setenv("WARROOM_DATABASE__CONNECT_TIMEOUT", "1s")
+    body = raw("alertmanager/firing_capture_am0.27.0.wire.json")
+    for server in make_server(f"sqlite:///{path}", tmp_path, monkeypatch):
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        first = server.post("alertmanager", body)
+        assert first.status_code == 202, first.text
+        assert first.json()["status"] == "queued"
+        retry = server.post("alertmanager", body)
+        assert retry.status_code in (200, 202)
+        holder.execute("ROLLBACK")
+        holder.close()
+        wait_for("the journaled alert to be folded", lambda s=server: s.count(Incident) == 1)
+        wait_for("the journal to empty", lambda: not journal_rows(tmp_path / "busy.db-intake"))
+        assert server.count(WebhookDelivery) == 1
+        assert server.post("alertmanager", body).json()["status"] == "duplicate"
+        assert server.count(Incident) == 1
+
+
+def journal_rows(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("SELECT count(*) FROM intake_entry").fetchone()[0])
 
 
 def test_postgres_refusing_connections_gives_503_then_recovers(

@@ -93,6 +93,8 @@ class Delivery:
     is_ping: bool = False
     receiver: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The body exactly as it arrived, kept for the intake journal (empty when built in code).
+    body: bytes = field(default=b"", repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.group_key is not None:

@@ -1,0 +1,350 @@
+"""The intake journal: accepted webhook bodies, durable before they are folded.
+
+A webhook request appends its body (as it arrived, with its endpoint, source and delivery
+key) and is answered once that row is committed; :class:`bot.intake.folder.Folder` turns
+the rows into incidents, alerts and timeline events in id order and deletes them. An
+append is ONE statement for a whole batch of requests (:class:`bot.intake.batch.Batcher`
+with the journal as its sink) on a connection of its own, so a storm is taken at the speed
+of parsing while the fold catches up behind it.
+
+Where it lives:
+
+- **Postgres**: the ``intake_entry`` table of the database (migration 0008). Appends run
+  on the journal's own autocommit connection (one round trip a batch); the folder takes,
+  folds and deletes entries in one transaction, so a crash repeats nothing.
+- **SQLite**: a file beside the database, ``<database>-intake``, written through one
+  sqlite3 connection in a thread of its own (one hop a batch). SQLite has one writer per
+  file: in the database's own file every append would queue behind the fold. The folder
+  deletes entries after their fold commits; a crash between the two folds them again,
+  which changes nothing (the fold recognises a delivery key it has stored).
+
+The same delivery key appended twice (a sender's retry before the fold) is one row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.clock import Clock
+from bot.errors import StorageUnavailable
+from bot.intake.alerts.model import Delivery
+from bot.intake.fold import Endpoint, IntakeResult
+from bot.store.db import Database
+from bot.store.models import IntakeEntry
+
+#: Failed folds after which an entry is left in the journal for a person to look at.
+MAX_ATTEMPTS = 5
+
+_T = TypeVar("_T")
+_TABLE: sa.Table = IntakeEntry.__table__  # type: ignore[attr-defined]
+_KEY_MAX = 200
+_SQLITE_SCHEMA = """CREATE TABLE IF NOT EXISTS intake_entry (
+    id INTEGER PRIMARY KEY,
+    endpoint TEXT NOT NULL,
+    source TEXT NOT NULL,
+    delivery_key TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    alerts INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    UNIQUE (endpoint, delivery_key)
+)"""
+_SQLITE_APPEND = (
+    "INSERT INTO intake_entry (endpoint, source, delivery_key, received_at, alerts, body) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint, delivery_key) DO NOTHING"
+)
+# One statement for the whole batch: its columns as arrays, unnested into rows.
+_PG_APPEND = (
+    "INSERT INTO intake_entry "
+    "(endpoint, source, delivery_key, received_at, alerts, body, attempts) "
+    "SELECT e, s, k, %s::timestamptz, n, b, 0 FROM unnest(%s::text[], %s::text[], %s::text[], "
+    "%s::int[], %s::bytea[]) AS t(e, s, k, n, b) ON CONFLICT (endpoint, delivery_key) DO NOTHING"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One journal row, as the folder reads it."""
+
+    id: int
+    endpoint: str
+    source: str
+    delivery_key: str
+    alerts: int
+    body: bytes
+
+
+def sidecar_path(database_url: str) -> Path | None:
+    """The SQLite journal file of ``database_url`` (None on Postgres)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return None
+    return Path(f"{url.database}-intake")
+
+
+def journal_left(conn: sa.Connection) -> int:
+    """Entries not folded yet, read on a synchronous connection to the journal's database
+    (the benchmarks and drills: they wait for the fold before counting)."""
+    if not sa.inspect(conn).has_table("intake_entry"):
+        return 0  # a SQLite journal file nothing was appended to yet
+    return int(conn.execute(sa.text("SELECT count(*) FROM intake_entry")).scalar_one())
+
+
+class Journal:
+    """The journal of ``db``: appends for the webhooks, entries for the folder."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+        path = sidecar_path(db.url)
+        #: The journal is a table of ``db`` (Postgres): fold and delete in one transaction.
+        self.shared = path is None
+        self._file = _SqliteFile(path, db.connect_timeout) if path is not None else None
+        self._pg = _PgAppender(db.url, db.connect_timeout) if path is None else None
+
+    # -- appending: the batcher's sink -------------------------------------------------
+
+    async def receive_many(
+        self, deliveries: Sequence[tuple[Endpoint, Delivery, str]]
+    ) -> list[IntakeResult]:
+        """Append every delivery in ONE statement; each is answered as queued."""
+        now = self.clock.now().astimezone(UTC)
+        names = [e.name for e, _, _ in deliveries]
+        sources = [e.source for e, _, _ in deliveries]
+        keys = [k[:_KEY_MAX] for _, _, k in deliveries]
+        sizes = [len(d.alerts) for _, d, _ in deliveries]
+        bodies = [d.body for _, d, _ in deliveries]
+        if self._pg is not None:
+            await self._pg.append((now, names, sources, keys, sizes, bodies))
+        else:
+            assert self._file is not None
+            stamp = _sqlite_time(now)
+            rows = [
+                (e, s, k, stamp, n, b)
+                for e, s, k, n, b in zip(names, sources, keys, sizes, bodies, strict=True)
+            ]
+            await self._file.call(self._file.append, rows)
+        return [IntakeResult(queued=True, alerts=n) for n in sizes]
+
+    async def receive(
+        self, endpoint: Endpoint, delivery: Delivery, *, delivery_key: str
+    ) -> IntakeResult:
+        return (await self.receive_many([(endpoint, delivery, delivery_key)]))[0]
+
+    # -- folding -------------------------------------------------------------------------
+
+    async def oldest(
+        self, session: AsyncSession | None, *, deliveries: int, alerts: int
+    ) -> list[Entry]:
+        """The oldest entries still to fold: up to ``deliveries`` rows and about ``alerts``
+        alerts (the first entry always, however many alerts it has). ``session``: the
+        folder's transaction when the journal is shared."""
+        if self._file is not None:
+            rows: Sequence[Any] = await self._file.call(self._file.oldest, deliveries)
+        else:
+            assert session is not None
+            rows = (
+                await session.exec(  # type: ignore[call-overload]
+                    sa.select(
+                        _TABLE.c.id,
+                        _TABLE.c.endpoint,
+                        _TABLE.c.source,
+                        _TABLE.c.delivery_key,
+                        _TABLE.c.alerts,
+                        _TABLE.c.body,
+                    )
+                    .where(_TABLE.c.attempts < MAX_ATTEMPTS)
+                    .order_by(_TABLE.c.id)
+                    .limit(deliveries)
+                )
+            ).all()
+        entries: list[Entry] = []
+        total = 0
+        for ident, endpoint, source, key, size, body in rows:
+            if entries and total + size > alerts:
+                break
+            entries.append(Entry(ident, endpoint, source, key, size, bytes(body)))
+            total += size
+        return entries
+
+    async def remove(self, session: AsyncSession | None, ids: Sequence[int]) -> None:
+        """Delete folded entries: in ``session`` when shared, else in the journal file."""
+        if not ids:
+            return
+        if self._file is not None:
+            await self._file.call(self._file.remove, list(ids))
+            return
+        assert session is not None
+        await session.exec(sa.delete(_TABLE).where(_TABLE.c.id.in_(ids)))
+
+    async def failed(self, entry_id: int, error: str) -> None:
+        """Count a failed fold of one entry (its own transaction)."""
+        if self._file is not None:
+            await self._file.call(self._file.failed, entry_id, error[:500])
+            return
+        async with self.db.transaction() as session:
+            await session.exec(
+                sa.update(_TABLE)
+                .where(_TABLE.c.id == entry_id)
+                .values(attempts=_TABLE.c.attempts + 1, error=error[:500])
+            )
+
+    async def backlog(self) -> tuple[int, datetime | None, int]:
+        """Entries still to fold, when the oldest arrived, and entries given up on."""
+        if self._file is not None:
+            pending, oldest, stuck = await self._file.call(self._file.backlog)
+        else:
+            async with self.db.transaction(read_only=True) as session:
+                pending, oldest = (
+                    await session.exec(  # type: ignore[call-overload]
+                        sa.select(sa.func.count(), sa.func.min(_TABLE.c.received_at)).where(
+                            _TABLE.c.attempts < MAX_ATTEMPTS
+                        )
+                    )
+                ).one()
+                stuck = (
+                    await session.exec(  # type: ignore[call-overload]
+                        sa.select(sa.func.count()).where(_TABLE.c.attempts >= MAX_ATTEMPTS)
+                    )
+                ).scalar_one()
+        return int(pending), _aware(oldest), int(stuck)
+
+    async def close(self) -> None:
+        if self._pg is not None:
+            await self._pg.close()
+        if self._file is not None:
+            await self._file.close()
+
+
+class _PgAppender:
+    """Appends on a connection of the journal's own, in autocommit: one round trip each."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self._timeout = max(1, int(timeout))
+        self._conninfo = make_url(url).set(drivername="postgresql").render_as_string(False)
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._lock = asyncio.Lock()
+
+    async def append(self, params: tuple[Any, ...]) -> None:
+        async with self._lock:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = await psycopg.AsyncConnection.connect(
+                        self._conninfo,
+                        autocommit=True,
+                        connect_timeout=self._timeout,
+                        options="-c statement_timeout=10000",
+                    )
+                await self._conn.execute(_PG_APPEND, params)
+            except psycopg.Error as error:
+                await self.close()
+                raise StorageUnavailable(f"the database is unavailable: {error}") from error
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            await conn.close()
+
+
+class _SqliteFile:
+    """The SQLite journal file, on one sqlite3 connection in one thread: a call is one hop."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="intake-journal")
+        self._conn: sqlite3.Connection | None = None
+
+    async def call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        except sqlite3.Error as error:
+            raise StorageUnavailable(f"the intake journal is unavailable: {error}") from error
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.timeout)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(_SQLITE_SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    def _write(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        conn = self._db()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(sql, rows)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def append(self, rows: Sequence[Sequence[Any]]) -> None:
+        self._write(_SQLITE_APPEND, rows)
+
+    def oldest(self, limit: int) -> list[tuple[Any, ...]]:
+        return (
+            self._db()
+            .execute(
+                "SELECT id, endpoint, source, delivery_key, alerts, body FROM intake_entry "
+                "WHERE attempts < ? ORDER BY id LIMIT ?",
+                (MAX_ATTEMPTS, limit),
+            )
+            .fetchall()
+        )
+
+    def remove(self, ids: list[int]) -> None:
+        self._write("DELETE FROM intake_entry WHERE id = ?", [(i,) for i in ids])
+
+    def failed(self, entry_id: int, error: str) -> None:
+        self._write(
+            "UPDATE intake_entry SET attempts = attempts + 1, error = ? WHERE id = ?",
+            [(error, entry_id)],
+        )
+
+    def backlog(self) -> tuple[int, str | None, int]:
+        db = self._db()
+        pending, oldest = db.execute(
+            "SELECT count(*), min(received_at) FROM intake_entry WHERE attempts < ?",
+            (MAX_ATTEMPTS,),
+        ).fetchone()
+        (stuck,) = db.execute(
+            "SELECT count(*) FROM intake_entry WHERE attempts >= ?", (MAX_ATTEMPTS,)
+        ).fetchone()
+        return pending, oldest, stuck
+
+    async def close(self) -> None:
+        def shut() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._pool, shut)
+        self._pool.shutdown(wait=False)
+
+
+def _sqlite_time(when: datetime) -> str:
+    """SQLAlchemy's own SQLite DATETIME text, so the stored times read back alike."""
+    return when.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
