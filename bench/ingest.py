@@ -5,7 +5,9 @@ Cases: (a) the same alert repeated (the dedup path), (b) a new alert per request
 groups, (c) 50-alert bodies into 50 open groups, (d) a storm of new groups (one new incident
 per request). Targets: warroom on SQLite, warroom on Postgres, and the bare endpoint
 (bench/_bare.py: the same uvicorn + Starlette stack parsing the body and storing nothing) as
-the ceiling. Every repeat runs every case on every target, interleaved, so ratios come from one
+the ceiling. Each warroom run gets a fresh server on a fresh database (no earlier storm's work
+left running), then waits for the fold. Every repeat runs every case on every target,
+interleaved, so ratios come from one
 run; the table shows medians. After each run the database is counted: every alert answered 2xx
 must be stored exactly once (for (a): at most one row), or the run is marked LOST.
 
@@ -88,10 +90,39 @@ def start(
     return process, url
 
 
-def postgres_url() -> tuple[str, str] | None:
+def measured(
+    name: str, workdir: Path, case: str, per_body: int, seed: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """One wrk run against a fresh server on a fresh database (nothing left over from the
+    run before, such as a storm's channels still being opened), then the fold awaited and
+    every stored alert counted."""
+    pg = postgres_url() if name == "postgres" else None
+    db_url = pg[1] if pg else f"sqlite:///{workdir}/{seed}.db"
+    process, endpoint = start(name, db_url, workdir)
+    store = Store(db_url)
+    try:
+        run = wrk(endpoint, case, per_body, seed, args.seconds, args.connections)
+        # Answered 2xx = journaled; the fold may still be catching up.
+        run["drain_s"] = drain = store.drain()
+        run["check"] = check(case, per_body, run, store.counts(seed))
+        run["folded_alerts_per_s"] = round(run["stored_alerts"] / (run["duration_s"] + drain), 1)
+        run["rss_mb"] = rss_mb(process.pid)
+        return run
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        store.engine.dispose()
+        store.journal.dispose()
+        if pg:
+            drop(pg[0])
+
+
+def postgres_url(*, probe: bool = False) -> tuple[str, str] | None:
     try:
         with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as conn:
             name = f"warroom_bench_{uuid.uuid4().hex[:8]}"
+            if probe:
+                return name, ""
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError:
         return None
@@ -226,33 +257,27 @@ def main() -> None:
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        targets: list[tuple[str, str | None]] = [
-            ("bare", None),
-            ("sqlite", f"sqlite:///{workdir}/b.db"),
-        ]
-        pg = postgres_url()
-        if pg:
-            targets.append(("postgres", pg[1]))
+        targets = ["bare", "sqlite"]
+        if postgres_url(probe=True):
+            targets.append("postgres")
         else:
             print("Postgres not reachable: measuring SQLite only", file=sys.stderr)
-        servers: dict[str, tuple[subprocess.Popen[bytes], str, Store | None]] = {}
+        bare, bare_url = start("bare", None, workdir)
+        rss: dict[str, float] = {}
         try:
-            for name, db_url in targets:
-                process, endpoint = start(name, db_url, workdir)
-                servers[name] = (process, endpoint, Store(db_url) if db_url else None)
             for repeat in range(args.repeats):
                 for label, (case, per_body) in CASES.items():
-                    for name, (_, endpoint, store) in servers.items():
+                    for name in targets:
                         seed = f"{name[0]}{repeat}{case}{per_body}x{uuid.uuid4().hex[:6]}"
-                        run = wrk(endpoint, case, per_body, seed, args.seconds, args.connections)
-                        run.update(target=name, case=label, repeat=repeat)
-                        run["check"] = "-"
-                        if store:
-                            # Answered 2xx = journaled; the fold may still be catching up.
-                            run["drain_s"] = drain = store.drain()
-                            run["check"] = check(case, per_body, run, store.counts(seed))
-                            span = run["duration_s"] + drain
-                            run["folded_alerts_per_s"] = round(run["stored_alerts"] / span, 1)
+                        if name == "bare":
+                            run = wrk(
+                                bare_url, case, per_body, seed, args.seconds, args.connections
+                            )
+                            run.update(target=name, case=label, repeat=repeat, check="-")
+                        else:
+                            run = measured(name, workdir, case, per_body, seed, args)
+                            run.update(target=name, case=label, repeat=repeat)
+                            rss[name] = max(rss.get(name, 0.0), run["rss_mb"])
                         runs.append(run)
                         print(
                             f"  {label:<28} {name:<9} {run['rps']:>8.0f} req/s "
@@ -260,16 +285,10 @@ def main() -> None:
                             f"  {run['check']}",
                             file=sys.stderr,
                         )
-            rss = {name: rss_mb(process.pid) for name, (process, _, _) in servers.items()}
+            rss["bare"] = rss_mb(bare.pid)
         finally:
-            for process, _, store in servers.values():
-                process.terminate()
-                process.wait(timeout=15)
-                if store:
-                    store.engine.dispose()
-                    store.journal.dispose()
-            if pg:
-                drop(pg[0])
+            bare.terminate()
+            bare.wait(timeout=15)
     cases = summarise(runs, args.repeats)
     print(
         f"ingest with wrk -t1 -c{args.connections} -d{args.seconds}s, {os.cpu_count()} cores, "

@@ -48,9 +48,10 @@ log = logging.getLogger(__name__)
 LOCK_KEY = 0x77_61_72_72_6F_6F_6D_69
 #: Deliveries and alerts one round folds at most: a round's own cost (locks, card refreshes)
 #: is shared by its deliveries (one-alert deliveries: 546 alerts/s folded at 64 a round,
-#: 925 at 200, in process on SQLite), and SQLite's writer is held for one round.
-ROUND_DELIVERIES = 200
-ROUND_ALERTS = 1000
+#: 925 at 200, in process on SQLite), and SQLite's writer is held for one round (at 200
+#: a round of new incidents outlasted the delivery worker's 5 s busy timeout).
+ROUND_DELIVERIES = 100
+ROUND_ALERTS = 500
 #: Alerts of parsed deliveries kept in memory for entries not folded yet; past this, the
 #: fold parses their bodies again (memory stays bounded behind a long storm).
 HOLD_ALERTS = 10_000

@@ -10,6 +10,7 @@ type anywhere becomes a ``PayloadError`` and never a ``KeyError`` or
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -68,8 +69,11 @@ def show(value: object) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=4096)
 def child(parent: str, key: str | int) -> str:
-    """The path of ``parent``'s member ``key``: ``alerts`` + 0 → ``alerts[0]``."""
+    """The path of ``parent``'s member ``key``: ``alerts`` + 0 → ``alerts[0]``.
+
+    Remembered: every alert of every body asks for the same few paths (``alerts[3].labels``)."""
     if isinstance(key, int):
         return f"{parent}[{key}]"
     segment = key if _IDENTIFIER.match(key) else None
@@ -151,10 +155,10 @@ def str_map(obj: Mapping[str, object], key: str, parent: str) -> dict[str, str]:
         return {}
     field = child(parent, key)
     mapping = expect_object(value, field)
-    out: dict[str, str] = {}
     for name, item in mapping.items():
-        out[name] = expect_str(item, child(field, name))
-    return out
+        if not isinstance(item, str):  # the path only for the error: labels are many
+            raise wrong_type(child(field, name), "a string", item)
+    return dict(mapping)  # type: ignore[arg-type]
 
 
 def opt_int(obj: Mapping[str, object], key: str, parent: str) -> int | None:
