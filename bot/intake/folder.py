@@ -52,6 +52,9 @@ LOCK_KEY = 0x77_61_72_72_6F_6F_6D_69
 #: a round of new incidents outlasted the delivery worker's 5 s busy timeout).
 ROUND_DELIVERIES = 100
 ROUND_ALERTS = 500
+#: On SQLite a round holds the one writer every other transaction (a slash command's replay
+#: key, the delivery worker) waits for: shorter rounds.
+SQLITE_ROUND_ALERTS = 100
 #: Alerts of parsed deliveries kept in memory for entries not folded yet; past this, the
 #: fold parses their bodies again (memory stays bounded behind a long storm).
 HOLD_ALERTS = 10_000
@@ -86,7 +89,7 @@ class Folder:
         busy: Callable[[], bool] = lambda: False,
         poll_s: float = 1.0,
         deliveries: int = ROUND_DELIVERIES,
-        alerts: int = ROUND_ALERTS,
+        alerts: int | None = None,
     ) -> None:
         self.journal = journal
         self.intake = intake
@@ -95,6 +98,8 @@ class Folder:
         self.busy = busy
         self.poll_s = poll_s
         self.deliveries = deliveries
+        if alerts is None:
+            alerts = ROUND_ALERTS if journal.shared else SQLITE_ROUND_ALERTS
         self.alerts = alerts
         self.rounds = 0
         self.folded = 0  # deliveries folded by this process
