@@ -52,11 +52,7 @@ class Core:
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> Core:
         clock = clock or SystemClock()
-        db = Database(
-            settings.database.url,
-            connect_timeout=settings.database.connect_timeout.total_seconds(),
-            pool_size=settings.database.pool_size,
-        )
+        db = database(settings)
         incidents = Incidents(
             db,
             clock=clock,
@@ -174,3 +170,12 @@ class Core:
     async def close(self) -> None:
         await self.cache.close()
         await self.db.dispose()
+
+
+def database(settings: Settings, *, pool_size: int | None = None) -> Database:
+    """The configured database (a new engine: one per event loop that uses it)."""
+    return Database(
+        settings.database.url,
+        connect_timeout=settings.database.connect_timeout.total_seconds(),
+        pool_size=pool_size or settings.database.pool_size,
+    )

@@ -18,7 +18,7 @@ from starlette.routing import Route
 import bot
 from bot.clock import Clock
 from bot.config.settings import Settings, mask_url
-from bot.core import Core
+from bot.core import Core, database
 from bot.delivery.quiet import schedule_resolve_offers
 from bot.delivery.updates import schedule_reminders
 from bot.errors import ConfigError, ConfigProblem, StorageUnavailable
@@ -29,7 +29,6 @@ from bot.intake.fold import Endpoint, Intake, IntakeResult
 from bot.intake.folder import Folder
 from bot.intake.journal import Journal
 from bot.ports.chat import Chat
-from bot.store.db import Database
 from bot.store.migrate import upgrade
 from handlers import web
 from handlers.compose import outside_kinds
@@ -165,11 +164,7 @@ def create_app(
             background.worker.wake.set()  # the channels and cards of what was folded
 
         async def fold_side() -> tuple[Journal, Intake, Callable[[], Awaitable[None]]]:
-            db = Database(
-                settings.database.url,
-                connect_timeout=settings.database.connect_timeout.total_seconds(),
-                pool_size=2,
-            )
+            db = database(settings, pool_size=2)  # the fold thread's own connections
             side = Journal(db, core.clock)
 
             async def close() -> None:
