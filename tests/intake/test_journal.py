@@ -5,7 +5,10 @@ nothing twice, and a bad entry fails alone."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from sqlmodel import col, func, select
 
@@ -56,12 +59,20 @@ def body(name: str, fp: str, *, status: str = "firing") -> bytes:
 
 
 def parsed(raw: bytes) -> tuple[Delivery, str]:
-    delivery = get_parser("alertmanager")(decode_body(raw))
-    return Delivery(**{**_fields(delivery), "body": raw}), delivery_key(raw)
+    """The delivery as the webhook handler hands it on: parsed, with its body."""
+    return replace(get_parser("alertmanager")(decode_body(raw)), body=raw), delivery_key(raw)
 
 
-def _fields(delivery: Delivery) -> dict[str, object]:
-    return {name: getattr(delivery, name) for name in delivery.__dataclass_fields__}
+@contextlib.asynccontextmanager
+async def accepting(folder: Folder) -> AsyncIterator[Acceptor]:
+    """The server's receiver over ``folder``, its rounds running on this loop."""
+    stop = asyncio.Event()
+    rounds = asyncio.create_task(folder.run(stop))
+    try:
+        yield Acceptor(Batcher(folder.journal), folder)
+    finally:
+        stop.set()
+        await rounds
 
 
 async def count(db: Database, model: type) -> int:
@@ -77,18 +88,16 @@ async def test_a_storm_is_answered_from_the_journal_and_folded_behind_it(
     db: Database, clock: FixedClock
 ) -> None:
     folder = folder_for(db, clock)
-    acceptor = Acceptor(Batcher(folder.journal), folder)
-    stop = asyncio.Event()
-    rounds = asyncio.create_task(folder.run(stop))
     arrivals = [parsed(body("DiskFull", f"fp-{n}")) for n in range(40)]
-    results = await asyncio.gather(*(acceptor.receive(AM, d, delivery_key=k) for d, k in arrivals))
-    assert all(isinstance(r, IntakeResult) for r in results)
-    assert any(r.queued for r in results)  # 40 at once: most are answered from the journal
-    async with asyncio.timeout(30):
-        while folder.pending():  # noqa: ASYNC110 (the folder has no event for "all folded")
-            await asyncio.sleep(0.05)
-    stop.set()
-    await rounds
+    async with accepting(folder) as acceptor:
+        results = await asyncio.gather(
+            *(acceptor.receive(AM, d, delivery_key=k) for d, k in arrivals)
+        )
+        assert all(isinstance(r, IntakeResult) for r in results)
+        assert any(r.queued for r in results)  # 40 at once: most are answered from the journal
+        async with asyncio.timeout(30):
+            while folder.pending():  # noqa: ASYNC110 (the folder has no event for "all folded")
+                await asyncio.sleep(0.05)
     assert await count(db, Incident) == 1
     assert await count(db, Alert) == 40
     assert await count(db, WebhookDelivery) == 40
@@ -100,13 +109,9 @@ async def test_a_lone_delivery_is_answered_with_what_its_fold_did(
     db: Database, clock: FixedClock
 ) -> None:
     folder = folder_for(db, clock)
-    acceptor = Acceptor(Batcher(folder.journal), folder)
-    stop = asyncio.Event()
-    rounds = asyncio.create_task(folder.run(stop))
     delivery, key = parsed(body("DiskFull", "fp-1"))
-    result = await acceptor.receive(AM, delivery, delivery_key=key)
-    stop.set()
-    await rounds
+    async with accepting(folder) as acceptor:
+        result = await acceptor.receive(AM, delivery, delivery_key=key)
     assert not result.queued
     assert result.opened == ["INC-0001"]
     await folder.journal.close()
