@@ -279,7 +279,7 @@ def acks(total: int, concurrency: int, repeats: int) -> dict[str, Any]:
             )
             for _ in range(repeats):
                 timings = asyncio.run(command_acks(base, fake, general, total, concurrency))
-                cuts = quantiles(timings, n=100)
+                cuts = quantiles(timings, n=100, method="inclusive")
                 rounds.append(
                     {
                         "p50_ms": round(median(timings), 1),
@@ -299,15 +299,18 @@ def acks(total: int, concurrency: int, repeats: int) -> dict[str, Any]:
     }
 
 
-def storm_acks(seconds: int) -> dict[str, Any]:
+def storm_acks(seconds: int, database: str) -> dict[str, Any]:
     """Slash-command acks measured while wrk storms the same server."""
-    from bench.ingest import Store, check, rss_mb, wrk
+    from bench.ingest import PG_ADMIN, Store, check, drop, postgres_url, rss_mb, wrk
 
+    pg = postgres_url() if database == "postgres" else None
+    if database == "postgres" and pg is None:
+        raise SystemExit(f"PostgreSQL is not reachable at {PG_ADMIN}")
     with (
         tempfile.TemporaryDirectory() as tmp,
         running_fake_slack_in_thread(rate_limit_scale=1000.0) as fake,
     ):
-        db_url = f"sqlite:///{tmp}/storm-acks.db"
+        db_url = pg[1] if pg else f"sqlite:///{tmp}/storm-acks.db"
         broadcast = fake.channel_by_name("incidents").id
         process, base = start_server(db_url, fake.base_url, broadcast, Path(tmp))
         store = Store(db_url)
@@ -340,9 +343,12 @@ def storm_acks(seconds: int) -> dict[str, Any]:
                 stopped = "SIGKILL after 30 s: SIGTERM did not stop it"
             store.engine.dispose()
             store.journal.dispose()
-    cuts = quantiles(timings, n=100)
+            if pg:
+                drop(pg[0])
+    cuts = quantiles(timings, n=100, method="inclusive")
     return {
-        "storm": f"wrk -t1 -c32 -d{seconds}s, 50-alert bodies into 50 open groups (SQLite)",
+        "storm": f"wrk -t1 -c32 -d{seconds}s, 50-alert bodies into 50 open groups ({database})",
+        "redis": "REDIS_URL" in os.environ,
         "storm_req_per_s": storm_run["rps"],
         "storm_alerts_per_s": storm_run["alerts_per_s"],
         "storm_p99_ms": storm_run["p99_ms"],
@@ -368,6 +374,9 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3, help="rounds (medians shown)")
+    parser.add_argument(
+        "--database", choices=["sqlite", "postgres"], default="sqlite", help="storm-acks"
+    )
     args = parser.parse_args()
     if args.mode == "storm":
         rounds = [storm(args.alerts, args.groups) for _ in range(args.repeats)]
@@ -381,14 +390,15 @@ def main() -> None:
             "every_round": {key: [r[key] for r in rounds] for key in ROUND_FIGURES},
         }
     elif args.mode == "storm-acks":
-        result = storm_acks(args.seconds)
+        result = storm_acks(args.seconds, args.database)
     else:
         result = acks(args.commands, args.concurrency, args.repeats)
     result["machine"] = {"cores": os.cpu_count(), "python": platform.python_version()}
     for key, value in result.items():
         print(f"{key:<28}{value}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.mode}.json").write_text(json.dumps(result, indent=2))
+    name = f"{args.mode}-postgres" if args.database == "postgres" else args.mode
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

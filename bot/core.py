@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.clock import Clock, SystemClock
 from bot.config.settings import Settings
@@ -33,6 +33,7 @@ from bot.ports.silencing import Silencer
 from bot.runbooks import Runbooks
 from bot.store.cache import SharedCache
 from bot.store.db import Database
+from bot.store.replay import ReplayGuard
 from bot.templating import Templates
 
 
@@ -48,6 +49,7 @@ class Core:
     intake: Intake
     updates: Updates
     runbooks: Runbooks
+    _guards: dict[str, ReplayGuard] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> Core:
@@ -167,7 +169,16 @@ class Core:
         intake.db, intake.incidents = db, incidents
         return intake
 
+    def replay_guard(self, scope: str) -> ReplayGuard:
+        """The guard against replayed and retried requests of ``scope``, closed with the core."""
+        if scope not in self._guards:
+            self._guards[scope] = ReplayGuard(self.db, self.cache, self.clock, scope=scope)
+        return self._guards[scope]
+
     async def close(self) -> None:
+        guards, self._guards = self._guards, {}
+        for guard in guards.values():
+            await guard.close()
         await self.cache.close()
         await self.db.dispose()
 

@@ -23,31 +23,27 @@ The same delivery key appended twice (a sender's retry before the fold) is one r
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import psycopg
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import Clock
-from bot.errors import StorageUnavailable
 from bot.intake.alerts.model import Delivery
 from bot.intake.fold import Endpoint, IntakeResult
 from bot.store.db import Database
+from bot.store.direct import DirectConnection
 from bot.store.models import IntakeEntry
+from bot.store.sidecar import SideFile, side_path, write
 
 #: Failed folds after which an entry is left in the journal for a person to look at.
 MAX_ATTEMPTS = 5
 
-_T = TypeVar("_T")
 _TABLE: sa.Table = IntakeEntry.__table__  # type: ignore[attr-defined]
 _KEY_MAX = 200
 _SQLITE_SCHEMA = """CREATE TABLE IF NOT EXISTS intake_entry (
@@ -89,10 +85,7 @@ class Entry:
 
 def sidecar_path(database_url: str) -> Path | None:
     """The SQLite journal file of ``database_url`` (None on Postgres)."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "sqlite":
-        return None
-    return Path(f"{url.database}-intake")
+    return side_path(database_url, "intake")
 
 
 def journal_left(conn: sa.Connection) -> int:
@@ -112,8 +105,12 @@ class Journal:
         path = sidecar_path(db.url)
         #: The journal is a table of ``db`` (Postgres): fold and delete in one transaction.
         self.shared = path is None
-        self._file = _SqliteFile(path, db.connect_timeout) if path is not None else None
-        self._pg = _PgAppender(db.url, db.connect_timeout) if path is None else None
+        self._file = (
+            SideFile(path, db.connect_timeout, _SQLITE_SCHEMA, what="the intake journal")
+            if path is not None
+            else None
+        )
+        self._pg = DirectConnection(db.url, db.connect_timeout) if path is None else None
 
     # -- appending: the batcher's sink -------------------------------------------------
 
@@ -128,7 +125,7 @@ class Journal:
         sizes = [len(d.alerts) for _, d, _ in deliveries]
         bodies = [d.body for _, d, _ in deliveries]
         if self._pg is not None:
-            await self._pg.append((now, names, sources, keys, sizes, bodies))
+            await self._pg.execute(_PG_APPEND, (now, names, sources, keys, sizes, bodies))
         else:
             assert self._file is not None
             stamp = _sqlite_time(now)
@@ -136,7 +133,7 @@ class Journal:
                 (e, s, k, stamp, n, b)
                 for e, s, k, n, b in zip(names, sources, keys, sizes, bodies, strict=True)
             ]
-            await self._file.call(self._file.append, rows)
+            await self._file.call(_append, rows)
         return [IntakeResult(queued=True, alerts=n) for n in sizes]
 
     async def receive(
@@ -153,7 +150,7 @@ class Journal:
         alerts (the first entry always, however many alerts it has). ``session``: the
         folder's transaction when the journal is shared."""
         if self._file is not None:
-            rows: Sequence[Any] = await self._file.call(self._file.oldest, deliveries)
+            rows: Sequence[Any] = await self._file.call(_oldest, deliveries)
         else:
             assert session is not None
             rows = (
@@ -185,7 +182,7 @@ class Journal:
         if not ids:
             return
         if self._file is not None:
-            await self._file.call(self._file.remove, list(ids))
+            await self._file.call(_remove, list(ids))
             return
         assert session is not None
         await session.exec(sa.delete(_TABLE).where(_TABLE.c.id.in_(ids)))
@@ -193,7 +190,7 @@ class Journal:
     async def failed(self, entry_id: int, error: str) -> None:
         """Count a failed fold of one entry (its own transaction)."""
         if self._file is not None:
-            await self._file.call(self._file.failed, entry_id, error[:500])
+            await self._file.call(_failed, entry_id, error[:500])
             return
         async with self.db.transaction() as session:
             await session.exec(
@@ -205,7 +202,7 @@ class Journal:
     async def backlog(self) -> tuple[int, datetime | None, int]:
         """Entries still to fold, when the oldest arrived, and entries given up on."""
         if self._file is not None:
-            pending, oldest, stuck = await self._file.call(self._file.backlog)
+            pending, oldest, stuck = await self._file.call(_backlog)
         else:
             async with self.db.transaction(read_only=True) as session:
                 pending, oldest = (
@@ -229,112 +226,39 @@ class Journal:
             await self._file.close()
 
 
-class _PgAppender:
-    """Appends on a connection of the journal's own, in autocommit: one round trip each."""
-
-    def __init__(self, url: str, timeout: float) -> None:
-        self._timeout = max(1, int(timeout))
-        self._conninfo = make_url(url).set(drivername="postgresql").render_as_string(False)
-        self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._lock = asyncio.Lock()
-
-    async def append(self, params: tuple[Any, ...]) -> None:
-        async with self._lock:
-            try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = await psycopg.AsyncConnection.connect(
-                        self._conninfo,
-                        autocommit=True,
-                        connect_timeout=self._timeout,
-                        options="-c statement_timeout=10000",
-                    )
-                await self._conn.execute(_PG_APPEND, params)
-            except psycopg.Error as error:
-                await self.close()
-                raise StorageUnavailable(f"the database is unavailable: {error}") from error
-
-    async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None and not conn.closed:
-            await conn.close()
+def _append(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
+    write(conn, _SQLITE_APPEND, rows)
 
 
-class _SqliteFile:
-    """The SQLite journal file, on one sqlite3 connection in one thread: a call is one hop."""
+def _oldest(conn: sqlite3.Connection, limit: int) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT id, endpoint, source, delivery_key, alerts, body FROM intake_entry "
+        "WHERE attempts < ? ORDER BY id LIMIT ?",
+        (MAX_ATTEMPTS, limit),
+    ).fetchall()
 
-    def __init__(self, path: Path, timeout: float) -> None:
-        self.path = path
-        self.timeout = timeout
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="intake-journal")
-        self._conn: sqlite3.Connection | None = None
 
-    async def call(self, fn: Callable[..., _T], *args: Any) -> _T:
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-        except sqlite3.Error as error:
-            raise StorageUnavailable(f"the intake journal is unavailable: {error}") from error
+def _remove(conn: sqlite3.Connection, ids: list[int]) -> None:
+    write(conn, "DELETE FROM intake_entry WHERE id = ?", [(i,) for i in ids])
 
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.timeout)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(_SQLITE_SCHEMA)
-            self._conn = conn
-        return self._conn
 
-    def _write(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        conn = self._db()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(sql, rows)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+def _failed(conn: sqlite3.Connection, entry_id: int, error: str) -> None:
+    write(
+        conn,
+        "UPDATE intake_entry SET attempts = attempts + 1, error = ? WHERE id = ?",
+        [(error, entry_id)],
+    )
 
-    def append(self, rows: Sequence[Sequence[Any]]) -> None:
-        self._write(_SQLITE_APPEND, rows)
 
-    def oldest(self, limit: int) -> list[tuple[Any, ...]]:
-        return (
-            self._db()
-            .execute(
-                "SELECT id, endpoint, source, delivery_key, alerts, body FROM intake_entry "
-                "WHERE attempts < ? ORDER BY id LIMIT ?",
-                (MAX_ATTEMPTS, limit),
-            )
-            .fetchall()
-        )
-
-    def remove(self, ids: list[int]) -> None:
-        self._write("DELETE FROM intake_entry WHERE id = ?", [(i,) for i in ids])
-
-    def failed(self, entry_id: int, error: str) -> None:
-        self._write(
-            "UPDATE intake_entry SET attempts = attempts + 1, error = ? WHERE id = ?",
-            [(error, entry_id)],
-        )
-
-    def backlog(self) -> tuple[int, str | None, int]:
-        db = self._db()
-        pending, oldest = db.execute(
-            "SELECT count(*), min(received_at) FROM intake_entry WHERE attempts < ?",
-            (MAX_ATTEMPTS,),
-        ).fetchone()
-        (stuck,) = db.execute(
-            "SELECT count(*) FROM intake_entry WHERE attempts >= ?", (MAX_ATTEMPTS,)
-        ).fetchone()
-        return pending, oldest, stuck
-
-    async def close(self) -> None:
-        def shut() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        await asyncio.get_running_loop().run_in_executor(self._pool, shut)
-        self._pool.shutdown(wait=False)
+def _backlog(conn: sqlite3.Connection) -> tuple[int, str | None, int]:
+    pending, oldest = conn.execute(
+        "SELECT count(*), min(received_at) FROM intake_entry WHERE attempts < ?",
+        (MAX_ATTEMPTS,),
+    ).fetchone()
+    (stuck,) = conn.execute(
+        "SELECT count(*) FROM intake_entry WHERE attempts >= ?", (MAX_ATTEMPTS,)
+    ).fetchone()
+    return pending, oldest, stuck
 
 
 def _sqlite_time(when: datetime) -> str:

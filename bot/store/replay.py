@@ -4,26 +4,28 @@ A caller names a request by one or more keys (its signature, the id its sender g
 first request with those keys is recorded and acted on; another carrying any of the same keys
 within the window, received by this process or by another replica, is a repeat. Keys live in
 Redis when it is configured (``SET NX`` with an expiry, shared by every replica); without Redis,
-or while it does not answer, in the ``replay_key`` table, whose expired rows are purged as
-requests come, so it holds at most a window's worth of requests.
+or while it does not answer, in the database, whose expired keys are purged as requests come,
+so it holds at most a window's worth of requests.
+
+A Slack ack waits for this check, so it is one round trip that never queues behind the fold
+of a storm: on Postgres one statement on a connection of its own
+(:class:`bot.store.direct.DirectConnection`) into the ``replay_key`` table; on SQLite, whose
+one writer the fold holds while it commits, the side file ``<database>-replay``
+(:mod:`bot.store.sidecar`).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import sqlite3
 from collections.abc import Iterable
-from datetime import datetime, timedelta
-from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.dml import ReturningInsert
+from datetime import UTC, datetime, timedelta
 
 from bot.clock import Clock
 from bot.store.cache import SharedCache
 from bot.store.db import Database
-from bot.store.models import ReplayKey
+from bot.store.direct import DirectConnection
+from bot.store.sidecar import SideFile, side_path
 
 #: How long a request is remembered. Longer than the 5 minutes (either way) a signed request's
 #: timestamp is accepted, and than the schedule of Slack's event retries (up to about 6 minutes).
@@ -31,7 +33,6 @@ WINDOW = timedelta(minutes=15)
 #: A process deletes expired rows at most this often.
 PURGE_EVERY = timedelta(minutes=1)
 _MAX_KEY = 200
-_TABLE: sa.Table = ReplayKey.__table__  # type: ignore[attr-defined]
 
 
 class ReplayGuard:
@@ -46,12 +47,18 @@ class ReplayGuard:
         scope: str = "default",
         window: timedelta = WINDOW,
     ) -> None:
-        self.db = db
         self.cache = cache
         self.clock = clock
         self.scope = scope[:40]
         self.window = window
         self._purged_at: datetime | None = None
+        path = side_path(db.url, "replay")
+        self._file = (
+            SideFile(path, db.connect_timeout, _SQLITE_SCHEMA, what="the replay keys")
+            if path is not None
+            else None
+        )
+        self._pg = DirectConnection(db.url, db.connect_timeout) if path is None else None
 
     async def first(self, keys: Iterable[str]) -> bool:
         """Record ``keys``; False if any of them was recorded within the window.
@@ -71,35 +78,38 @@ class ReplayGuard:
         return await self._first_in_db(wanted)
 
     async def _first_in_db(self, keys: list[str]) -> bool:
-        now = self.clock.now()
-        statement = _claim(self.db.dialect)
-        fresh = True
-        async with self.db.transaction() as session:
-            if self._purged_at is None or now - self._purged_at >= PURGE_EVERY:
-                await session.exec(_purge(now))
-                self._purged_at = now
-            for key in keys:
-                values = {
-                    "scope": self.scope,
-                    "key": key,
-                    "seen_at": now,
-                    "expires_at": now + self.window,
-                }
-                claimed = (await session.exec(statement, params=values)).first()
-                fresh = fresh and claimed is not None
+        now = self.clock.now().astimezone(UTC)
+        purge = self._purged_at is None or now - self._purged_at >= PURGE_EVERY
+        if self._file is not None:
+            fresh = await self._file.call(
+                _claim_in_file, self.scope, keys, now.timestamp(), self.window, purge
+            )
+        else:
+            assert self._pg is not None
+            if purge:
+                await self._pg.execute(_PG_PURGE, (now,))
+            claimed = await self._pg.execute(_PG_CLAIM, (self.scope, now, now + self.window, keys))
+            fresh = len(claimed) == len(keys)
+        if purge:
+            self._purged_at = now
         return fresh
 
     async def purge(self) -> int:
-        """Delete the expired rows now; how many there were."""
-        now = self.clock.now()
-        async with self.db.transaction() as session:
-            result = await session.exec(_purge(now))
-            self._purged_at = now
-            return int(result.rowcount or 0)
+        """Delete the expired keys now; how many there were."""
+        now = self.clock.now().astimezone(UTC)
+        if self._file is not None:
+            purged = await self._file.call(_purge_file, now.timestamp())
+        else:
+            assert self._pg is not None
+            purged = int((await self._pg.execute(_PG_PURGE, (now,)))[0][0])
+        self._purged_at = now
+        return purged
 
-
-def _purge(now: datetime) -> sa.Delete:
-    return sa.delete(_TABLE).where(_TABLE.c.expires_at < now)
+    async def close(self) -> None:
+        if self._file is not None:
+            await self._file.close()
+        if self._pg is not None:
+            await self._pg.close()
 
 
 def _short(key: str) -> str:
@@ -107,16 +117,63 @@ def _short(key: str) -> str:
     return key if len(key) <= _MAX_KEY else "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
-@functools.cache
-def _claim(dialect: str) -> ReturningInsert[Any]:
-    """INSERT the key; on conflict take over the row only if it has expired; RETURNING id.
+# Postgres: the ``replay_key`` table (migration 0005). A row comes back for each key that is
+# new, or whose earlier claim has expired (taken over): this request is the first.
+_PG_CLAIM = (
+    "INSERT INTO replay_key (scope, key, seen_at, expires_at) "
+    "SELECT %s, k, %s, %s FROM unnest(%s::text[]) AS k "
+    "ON CONFLICT (scope, key) DO UPDATE SET seen_at = excluded.seen_at, "
+    "expires_at = excluded.expires_at WHERE replay_key.expires_at <= excluded.seen_at "
+    "RETURNING key"
+)
+_PG_PURGE = (
+    "WITH gone AS (DELETE FROM replay_key WHERE expires_at < %s RETURNING 1) "
+    "SELECT count(*) FROM gone"
+)
 
-    A row comes back when this request is the first within the window.
-    """
-    insert = postgresql.insert(ReplayKey) if dialect == "postgresql" else sqlite.insert(ReplayKey)
-    table = _TABLE
-    return insert.on_conflict_do_update(
-        index_elements=["scope", "key"],
-        set_={"seen_at": insert.excluded.seen_at, "expires_at": insert.excluded.expires_at},
-        where=table.c.expires_at <= insert.excluded.seen_at,
-    ).returning(table.c.id)
+# SQLite: the side file, times as UNIX seconds.
+_SQLITE_SCHEMA = """CREATE TABLE IF NOT EXISTS replay_key (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX IF NOT EXISTS ix_replay_key_expires_at ON replay_key (expires_at);"""
+_SQLITE_CLAIM = (
+    "INSERT INTO replay_key (scope, key, seen_at, expires_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (scope, key) DO UPDATE SET seen_at = excluded.seen_at, "
+    "expires_at = excluded.expires_at WHERE replay_key.expires_at <= excluded.seen_at"
+)
+
+
+def _claim_in_file(
+    conn: sqlite3.Connection,
+    scope: str,
+    keys: list[str],
+    now: float,
+    window: timedelta,
+    purge: bool,
+) -> bool:
+    """Every key claimed in one transaction of the side file; True if each was new."""
+    expires = now + window.total_seconds()
+    fresh = True
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if purge:
+            conn.execute("DELETE FROM replay_key WHERE expires_at < ?", (now,))
+        for key in keys:
+            claimed = conn.execute(_SQLITE_CLAIM, (scope, key, now, expires)).rowcount
+            fresh = fresh and claimed == 1
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return fresh
+
+
+def _purge_file(conn: sqlite3.Connection, now: float) -> int:
+    conn.execute("BEGIN IMMEDIATE")
+    purged = conn.execute("DELETE FROM replay_key WHERE expires_at < ?", (now,)).rowcount
+    conn.execute("COMMIT")
+    return int(purged)

@@ -35,7 +35,6 @@ from bot.ports.chat import ChatError
 from bot.postmortem.prefill import ResolvePrefill, load_prefill
 from bot.runbooks import text as runbook_text
 from bot.runbooks.suggest import suggestion
-from bot.store.replay import ReplayGuard
 from handlers.slack import blocks
 from handlers.slack.blocks.statuspage import (
     STATUSPAGE,
@@ -659,7 +658,7 @@ def build_bolt(core: Core, chat: SlackChat, *, wake: Callable[[], None], later: 
     )
     # Replays and retries (same signature, event, envelope, trigger or click) are answered
     # with an empty 200 and not run again; replicas share what they have seen.
-    app.use(skip_repeats(ReplayGuard(core.db, core.cache, core.clock, scope="slack")))
+    app.use(skip_repeats(core.replay_guard("slack")))
     listen = Listeners(core, chat, wake, later)
     app.command("/incident")(listen.command)
     for action_id in (
