@@ -21,4 +21,12 @@ async def bare(request: Request) -> JSONResponse:
 app = Starlette(routes=[Route("/webhooks/{name}", bare, methods=["POST"])])
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",  # the stack `warroom serve` runs on
+        http="httptools",
+    )

@@ -20,6 +20,12 @@ from handlers.cli.base import (
     pass_ctx,
 )
 
+#: Idle keep-alive connections are closed after this long: longer than the idle timeout of
+#: the proxies and client pools in front (AWS ALB 60 s, nginx 75 s, Go's default pool 90 s), so
+#: the server does not close a pooled connection just as a request goes out on it (uvicorn's
+#: default, 5 s, loses such requests to a reset instead).
+KEEP_ALIVE_S = 120
+
 
 @cli.command()
 @click.option("--host", help="Address to listen on (default: server.host, 127.0.0.1).")
@@ -51,6 +57,11 @@ def serve(obj: Context, host: str | None, port: int | None, socket_mode: bool) -
         log_config=None,
         access_log=False,
         proxy_headers=False,
+        # uvicorn's C stack (uvloop's event loop, httptools' HTTP parser): a storm's webhooks
+        # cost a third of what asyncio + h11 cost them (README, "Performance").
+        loop="uvloop",
+        http="httptools",
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
 
 
