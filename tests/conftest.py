@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -196,8 +197,25 @@ class LiveServer:
         self._log.close()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
+
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture
-def live_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+def live_server(
+    database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[LiveServer]:
     server = LiveServer(database_url, tmp_path)
     yield server
     server.stop()
+    if request.node.stash.get(_CALL_FAILED, False):
+        # What the server said is the first thing to read when a test against it fails.
+        tail = server.log.read_text(errors="replace").splitlines()[-60:]
+        print(f"--- the last lines of {server.log.name} ---", *tail, sep="\n")
