@@ -7,6 +7,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import col, func, select
 
 from bot.clock import FixedClock
@@ -190,3 +191,35 @@ async def test_deliveries_without_alerts_in_a_batch(db: Database, clock: FixedCl
     assert all(isinstance(r, IntakeResult) and r.alerts == 0 for r in results)
     assert await count(db, WebhookDelivery) == 2
     await batcher.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_folding_into_a_big_incident_reads_only_the_batchs_alert_rows(
+    db: Database, clock: FixedClock
+) -> None:
+    # A storm's incidents grow by thousands of alerts; a fold round that read every alert row
+    # of its incidents got slower with each round. It looks its rows up by identity instead.
+    intake = make(db, clock)
+    big = delivery(*(alert("Q", f"old-{n}") for n in range(2_000)))
+    await intake.receive_many([(AM, big, "big")])
+    await intake.receive_many([(AM, delivery(alert("Q", "new-0")), "first")])  # the group's run
+    arrivals = [
+        (AM, delivery(alert("Q", f"new-{n}"), alert("Q", "old-7")), f"n{n}") for n in (1, 2)
+    ]
+    async with db.transaction() as session:
+        results = await intake.fold_in(session, arrivals)
+        read = (
+            await session.exec(  # type: ignore[call-overload]
+                sa.text(
+                    "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) "
+                    "FROM pg_stat_xact_user_tables WHERE relname = 'alert'"
+                )
+            )
+        ).scalar_one()
+    assert [r.alerts for r in results] == [2, 2]
+    assert read < 50, f"{read} alert rows read to fold 4 alerts into an incident of 2,001"
+    async with db.transaction(read_only=True) as session:
+        counts = dict((await session.exec(select(Alert.fingerprint, Alert.count))).all())
+    assert len(counts) == 2_003
+    assert counts["old-7"] == 3  # seen in the big delivery and in each of the two
+    assert counts["new-1"] == counts["new-2"] == 1
