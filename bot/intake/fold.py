@@ -207,8 +207,9 @@ class _Known:
 
 
 _ALERT_TABLE: sa.Table = Alert.__table__  # type: ignore[attr-defined]
-#: Alert identities looked up in one statement on SQLite (three bound parameters each).
-_IDENTITIES_PER_STATEMENT = 500
+#: (incident, endpoint) terms of one statement on SQLite (its expressions nest one per term;
+#: SQLite allows 1,000 levels).
+_OWNERS_PER_STATEMENT = 200
 _PG_ROWS_OF = sa.text(
     "SELECT a.incident_id, a.endpoint, a.fingerprint, a.status, a.count FROM alert AS a "
     "JOIN unnest(CAST(:ids AS integer[]), CAST(:endpoints AS text[]), "
@@ -409,19 +410,26 @@ class _Batch:
         status, count), each found through the unique index."""
         if not wanted:
             return []
-        if self.pg:  # one index lookup per identity; a row-value IN list plans for ~50 ms
+        if self.pg:  # one index lookup per identity (a row-value IN list plans for ~50 ms)
             ids, endpoints, fingerprints = (list(column) for column in zip(*wanted, strict=True))
             params = {"ids": ids, "endpoints": endpoints, "fingerprints": fingerprints}
             found = await self.session.exec(_PG_ROWS_OF, params=params)  # type: ignore[call-overload]
             return list(found.all())
+        # SQLite scans the whole table for a row-value IN list, but searches the unique index
+        # once per term of an OR: one term per (incident, endpoint), its fingerprints IN.
+        owners: dict[tuple[int, str], list[str]] = {}
+        for incident_id, endpoint, fingerprint in wanted:
+            owners.setdefault((incident_id, endpoint), []).append(fingerprint)
         c = _ALERT_TABLE.c  # columns, not rows: the ORM's copies are left to _Run
-        identity = sa.tuple_(c.incident_id, c.endpoint, c.fingerprint)
+        terms = [
+            (c.incident_id == incident_id) & (c.endpoint == endpoint) & c.fingerprint.in_(fps)
+            for (incident_id, endpoint), fps in owners.items()
+        ]
         rows: list[Any] = []
-        for start in range(0, len(wanted), _IDENTITIES_PER_STATEMENT):
-            chunk = wanted[start : start + _IDENTITIES_PER_STATEMENT]
+        for start in range(0, len(terms), _OWNERS_PER_STATEMENT):
             found = await self.session.exec(  # type: ignore[call-overload]
                 sa.select(c.incident_id, c.endpoint, c.fingerprint, c.status, c.count).where(
-                    identity.in_(chunk)
+                    sa.or_(*terms[start : start + _OWNERS_PER_STATEMENT])
                 )
             )
             rows += found.all()
