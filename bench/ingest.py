@@ -196,7 +196,7 @@ class Store:
         side = sidecar_path(url)  # SQLite keeps its journal in a file of its own
         self.journal = sa.create_engine(f"sqlite:///{side}") if side else self.engine
 
-    def drain(self, timeout: float = 300.0) -> float:
+    def drain(self, timeout: float = 1800.0) -> float:
         """Wait until the intake journal is folded; the seconds it took."""
         start = time.monotonic()
         while time.monotonic() - start < timeout:
