@@ -25,7 +25,7 @@ from bot.clock import Clock
 from bot.store.cache import SharedCache
 from bot.store.db import Database
 from bot.store.direct import DirectConnection
-from bot.store.sidecar import SideFile, side_path
+from bot.store.sidecar import SideFile, immediate, side_path, write
 
 #: How long a request is remembered. Longer than the 5 minutes (either way) a signed request's
 #: timestamp is accepted, and than the schedule of Slack's event retries (up to about 6 minutes).
@@ -140,6 +140,7 @@ _SQLITE_SCHEMA = """CREATE TABLE IF NOT EXISTS replay_key (
     PRIMARY KEY (scope, key)
 );
 CREATE INDEX IF NOT EXISTS ix_replay_key_expires_at ON replay_key (expires_at);"""
+_SQLITE_PURGE = "DELETE FROM replay_key WHERE expires_at < ?"
 _SQLITE_CLAIM = (
     "INSERT INTO replay_key (scope, key, seen_at, expires_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (scope, key) DO UPDATE SET seen_at = excluded.seen_at, "
@@ -157,23 +158,12 @@ def _claim_in_file(
 ) -> bool:
     """Every key claimed in one transaction of the side file; True if each was new."""
     expires = now + window.total_seconds()
-    fresh = True
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(conn):
         if purge:
-            conn.execute("DELETE FROM replay_key WHERE expires_at < ?", (now,))
-        for key in keys:
-            claimed = conn.execute(_SQLITE_CLAIM, (scope, key, now, expires)).rowcount
-            fresh = fresh and claimed == 1
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return fresh
+            conn.execute(_SQLITE_PURGE, (now,))
+        claimed = [conn.execute(_SQLITE_CLAIM, (scope, k, now, expires)).rowcount for k in keys]
+    return all(n == 1 for n in claimed)
 
 
 def _purge_file(conn: sqlite3.Connection, now: float) -> int:
-    conn.execute("BEGIN IMMEDIATE")
-    purged = conn.execute("DELETE FROM replay_key WHERE expires_at < ?", (now,)).rowcount
-    conn.execute("COMMIT")
-    return int(purged)
+    return write(conn, _SQLITE_PURGE, [(now,)])

@@ -11,8 +11,9 @@ its side files as they share the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -69,13 +70,19 @@ class SideFile:
         self._pool.shutdown(wait=False)
 
 
-def write(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> int:
-    """``sql`` for every row in one immediate transaction; the rows it changed."""
+@contextlib.contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction, its lock taken at the start: committed, or rolled back on error."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        changed = conn.executemany(sql, rows).rowcount
+        yield conn
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-    return changed
+
+
+def write(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+    """``sql`` for every row in one immediate transaction; the rows it changed."""
+    with immediate(conn):
+        return conn.executemany(sql, rows).rowcount
