@@ -397,7 +397,8 @@ def main() -> None:
     for key, value in result.items():
         print(f"{key:<28}{value}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = f"{args.mode}-postgres" if args.database == "postgres" else args.mode
+    postgres = args.mode == "storm-acks" and args.database == "postgres"
+    name = f"{args.mode}-postgres" if postgres else args.mode
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
 
 
