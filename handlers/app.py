@@ -231,7 +231,7 @@ def create_app(
     )
 
 
-async def webhook(request: Request) -> JSONResponse:
+async def webhook(request: Request) -> Response:
     webhooks: Webhooks = request.app.state.webhooks
     hook = webhooks.endpoints.get(request.path_params["name"])
     started, code = time.perf_counter(), 500

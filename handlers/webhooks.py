@@ -16,12 +16,13 @@ import binascii
 import hmac
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from bot.clock import Clock, SystemClock
 from bot.config.settings import Settings, WebhookSettings
@@ -33,7 +34,7 @@ from bot.intake.alerts.pagerduty import verify_signature as verify_pagerduty
 from bot.intake.alerts.registry import get_parser
 from bot.intake.alerts.signatures import GRAFANA_SIGNATURE_HEADER, grafana_refusal
 from bot.intake.fold import Endpoint, IntakeResult, delivery_key
-from bot.store.cache import SharedCache
+from bot.store.cache import LOCAL_MARKS, SharedCache
 from handlers.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Receiver(Protocol):
 RETRY_AFTER_S = 5
 DEDUP_TTL_S = 48 * 3600  # PagerDuty retries for 48 hours
 PAGERDUTY_SIGNATURE_HEADER = "X-PagerDuty-Signature"
+_DUPLICATE = b'{"status":"duplicate","alerts":0,"incidents":[]}'
 
 
 class _TooLarge(Exception):
@@ -84,6 +86,9 @@ class Webhooks:
         #: The receiver reports each fold to the metrics itself (the journal's folder).
         self.folds_counted = folds_counted
         self.cache = cache
+        #: Dedup keys of bodies this process accepted (and their alert counts), newest last:
+        #: the same bytes again are answered without being decoded.
+        self._accepted: OrderedDict[str, int] = OrderedDict()
         self.max_body = settings.intake.max_body_bytes
         self.timeout = settings.intake.timeout.total_seconds()
         self.endpoints = {
@@ -100,7 +105,7 @@ class Webhooks:
             for name, config in settings.webhooks.items()
         }
 
-    async def handle(self, request: Request) -> JSONResponse:
+    async def handle(self, request: Request) -> Response:
         hook = self.endpoints.get(request.path_params["name"])
         if hook is None:
             return _error(404, "no such webhook endpoint")
@@ -119,6 +124,9 @@ class Webhooks:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media != "application/json" and not media.endswith("+json"):
             return _error(415, f"send Content-Type: application/json, not {media or 'nothing'}")
+        known = await self._known_repeat(hook, raw, request.headers.get("x-webhook-id"))
+        if known is not None:
+            return known
         try:
             delivery = replace(get_parser(hook.endpoint.source)(decode_body(raw)), body=raw)
         except PayloadError as error:
@@ -127,8 +135,7 @@ class Webhooks:
         key = delivery_key(raw, sender_id)
         dedup = f"delivery:{hook.endpoint.name}:{key}"
         if await self.cache.seen(dedup):
-            self.metrics.received(hook.endpoint.source, "duplicate", len(delivery.alerts))
-            return JSONResponse({"status": "duplicate", "alerts": 0, "incidents": []})
+            return self._duplicate(hook, len(delivery.alerts))
         try:
             # No task per request, unlike wait_for. A receiver that keeps the deadline itself
             # (the batcher: it rolls back what it refuses) gets a backstop a little later.
@@ -153,6 +160,7 @@ class Webhooks:
         if not result.queued:  # a queued delivery wakes the worker when it is folded
             self.after_commit()  # e.g. wake the delivery worker: the channel should open now
         await self.cache.mark(dedup, DEDUP_TTL_S)
+        self._remember(dedup, len(delivery.alerts))
         status = (
             "queued"
             if result.queued
@@ -177,6 +185,31 @@ class Webhooks:
             # Stored, not folded yet (a storm): 202 Accepted, the incidents follow.
             status_code=202 if result.queued else 200,
         )
+
+    async def _known_repeat(
+        self, hook: WebhookEndpoint, raw: bytes, sender_id: str | None
+    ) -> Response | None:
+        """The answer to a body this process accepted byte for byte (or under the same
+        ``X-Webhook-Id``) and still holds a dedup mark for, or ``None``: decode it.
+
+        A sender's repeat is answered as the decoded path would answer it, without parsing
+        it again; a body first seen by another replica is decoded and checked there.
+        """
+        dedup = f"delivery:{hook.endpoint.name}:{delivery_key(raw, sender_id)}"
+        alerts = self._accepted.get(dedup)
+        if alerts is None or not await self.cache.seen(dedup):
+            return None
+        return self._duplicate(hook, alerts)
+
+    def _duplicate(self, hook: WebhookEndpoint, alerts: int) -> Response:
+        self.metrics.received(hook.endpoint.source, "duplicate", alerts)
+        return Response(_DUPLICATE, media_type="application/json")
+
+    def _remember(self, dedup: str, alerts: int) -> None:
+        self._accepted[dedup] = alerts
+        self._accepted.move_to_end(dedup)
+        while len(self._accepted) > LOCAL_MARKS:
+            self._accepted.popitem(last=False)
 
     async def _read(self, request: Request) -> bytes:
         chunks: list[bytes] = []

@@ -338,6 +338,46 @@ def test_pagerduty_signature_from_the_real_vector(guarded: Server) -> None:
     assert retry.json()["status"] == "duplicate"
 
 
+def test_a_byte_identical_repeat_is_answered_without_decoding_it_again(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alertmanager re-sends an unchanged group byte for byte: this process answers it from
+    its dedup mark alone. A body it has not accepted is still decoded and checked."""
+    import handlers.webhooks
+
+    decoded: list[bytes] = []
+    real = handlers.webhooks.decode_body
+
+    def counting(raw_body: bytes) -> object:
+        decoded.append(raw_body)
+        return real(raw_body)
+
+    monkeypatch.setattr(handlers.webhooks, "decode_body", counting)
+    body = raw("alertmanager/firing_capture_am0.27.0.wire.json")
+    assert server.post("alertmanager", body).json()["opened"] == ["INC-0001"]
+    assert len(decoded) == 1
+    for _ in range(3):
+        again = server.post("alertmanager", body)
+        assert (again.status_code, again.json()["status"]) == (200, "duplicate")
+    assert len(decoded) == 1  # the repeats were not decoded
+    # Under a sender's delivery id: the id is the key, whatever the bytes.
+    assert server.post("alertmanager", body + b" ", **{"X-Webhook-Id": "d-7"}).json()["status"] in (
+        "accepted",
+        "duplicate",
+    )
+    assert len(decoded) == 2
+    assert server.post("alertmanager", body, **{"X-Webhook-Id": "d-7"}).json()["status"] == (
+        "duplicate"
+    )
+    assert len(decoded) == 2
+    # Still checked: the same alert in other bytes is decoded (and folds as a repeat).
+    resolved = raw("alertmanager/resolved_capture_am0.27.0.wire.json")
+    assert server.post("alertmanager", resolved).json()["incidents"] == ["INC-0001"]
+    assert len(decoded) == 3
+    assert server.post("alertmanager", b"{not json").status_code == 400
+    assert server.count(Incident) == 1
+
+
 def test_sqlite_journal_locked_gives_503_then_the_retry_counts_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_template: Path
 ) -> None:
