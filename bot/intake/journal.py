@@ -23,6 +23,7 @@ The same delivery key appended twice (a sender's retry before the fold) is one r
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from bot.intake.fold import Endpoint, IntakeResult
 from bot.store.db import Database
 from bot.store.direct import DirectConnection
 from bot.store.models import IntakeEntry
-from bot.store.sidecar import SideFile, side_path, write
+from bot.store.sidecar import SideFile, side_path, write, write_rows
 
 #: Failed folds after which an entry is left in the journal for a person to look at.
 MAX_ATTEMPTS = 5
@@ -58,10 +59,22 @@ _SQLITE_SCHEMA = """CREATE TABLE IF NOT EXISTS intake_entry (
     error TEXT,
     UNIQUE (endpoint, delivery_key)
 )"""
-_SQLITE_APPEND = (
-    "INSERT INTO intake_entry (endpoint, source, delivery_key, received_at, alerts, body) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint, delivery_key) DO NOTHING"
-)
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_append(rows: int) -> str:
+    """Append ``rows`` entries in one statement (see :func:`bot.store.sidecar.write_rows`)."""
+    marks = ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)  # parameter marks only: no value
+    columns = "endpoint, source, delivery_key, received_at, alerts, body"
+    return f"INSERT INTO intake_entry ({columns}) VALUES {marks} ON CONFLICT DO NOTHING"  # noqa: S608
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_remove(rows: int) -> str:
+    marks = ", ".join(["?"] * rows)  # parameter marks only: no value
+    return f"DELETE FROM intake_entry WHERE id IN ({marks})"  # noqa: S608
+
+
 # One statement for the whole batch: its columns as arrays, unnested into rows.
 _PG_APPEND = (
     "INSERT INTO intake_entry "
@@ -133,7 +146,7 @@ class Journal:
                 (e, s, k, stamp, n, b)
                 for e, s, k, n, b in zip(names, sources, keys, sizes, bodies, strict=True)
             ]
-            await self._file.call(_append, rows)
+            await self._file.quick(_append, rows)
         return [IntakeResult(queued=True, alerts=n) for n in sizes]
 
     async def receive(
@@ -227,7 +240,7 @@ class Journal:
 
 
 def _append(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
-    write(conn, _SQLITE_APPEND, rows)
+    write_rows(conn, _sqlite_append, rows)
 
 
 def _oldest(conn: sqlite3.Connection, limit: int) -> list[tuple[Any, ...]]:
@@ -239,7 +252,7 @@ def _oldest(conn: sqlite3.Connection, limit: int) -> list[tuple[Any, ...]]:
 
 
 def _remove(conn: sqlite3.Connection, ids: list[int]) -> None:
-    write(conn, "DELETE FROM intake_entry WHERE id = ?", [(i,) for i in ids])
+    write_rows(conn, _sqlite_remove, [(i,) for i in ids])
 
 
 def _failed(conn: sqlite3.Connection, entry_id: int, error: str) -> None:

@@ -24,6 +24,10 @@ from bot.errors import StorageUnavailable
 
 _T = TypeVar("_T")
 
+#: A quick write out of :data:`CHECKPOINT_EVERY` goes through the file's thread instead, whose
+#: connection checkpoints the write-ahead log (copies it into the file, syncs) when it is long.
+CHECKPOINT_EVERY = 64
+
 
 def side_path(database_url: str, name: str) -> Path | None:
     """The side file ``name`` of a SQLite ``database_url`` (None for any other database)."""
@@ -43,6 +47,8 @@ class SideFile:
         self.what = what
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"side-{path.name}"[:15])
         self._conn: sqlite3.Connection | None = None
+        self._quick: sqlite3.Connection | None = None  # the event loop thread's, see quick()
+        self._quick_writes = 0
 
     async def call(self, fn: Callable[..., _T], *args: Any) -> _T:
         """``fn(connection, *args)`` in the file's thread."""
@@ -51,13 +57,48 @@ class SideFile:
         except sqlite3.Error as error:
             raise StorageUnavailable(f"{self.what} is unavailable: {error}") from error
 
-    def _run(self, fn: Callable[..., _T], args: tuple[Any, ...]) -> _T:
-        if self._conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.timeout)
+    async def quick(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(connection, *args)`` on the calling (event loop) thread when the file is free
+        at once, else as :meth:`call` does, in the file's thread, waiting for the lock.
+
+        For a short write that must not wait for the event loop: a thread's call needs the
+        GIL back after each step, and in a storm the loop's thread holds it while it parses
+        the next requests, so a 0.1 ms write took milliseconds in the thread. On the loop
+        thread it never waits: its connection does not wait for a lock (another writer
+        holding it sends the call to the thread) and does not checkpoint (every
+        :data:`CHECKPOINT_EVERY`-th call goes to the thread, whose connection does).
+        """
+        self._quick_writes += 1
+        if self._quick_writes % CHECKPOINT_EVERY:
+            try:
+                if self._quick is None:
+                    self._quick = self._open(timeout=0, checkpoints=False)
+                return fn(self._quick, *args)
+            except sqlite3.OperationalError as error:
+                if error.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise StorageUnavailable(f"{self.what} is unavailable: {error}") from error
+            except sqlite3.Error as error:
+                raise StorageUnavailable(f"{self.what} is unavailable: {error}") from error
+        return await self.call(fn, *args)
+
+    def _open(self, *, timeout: float, checkpoints: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, timeout=timeout, check_same_thread=False
+        )
+        try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            if not checkpoints:
+                conn.execute("PRAGMA wal_autocheckpoint=0")
             conn.executescript(self.schema)
-            self._conn = conn
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _run(self, fn: Callable[..., _T], args: tuple[Any, ...]) -> _T:
+        if self._conn is None:
+            self._conn = self._open(timeout=self.timeout, checkpoints=True)
         return fn(self._conn, *args)
 
     async def close(self) -> None:
@@ -65,6 +106,10 @@ class SideFile:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+        if self._quick is not None:
+            self._quick.close()
+            self._quick = None
 
         await asyncio.get_running_loop().run_in_executor(self._pool, shut)
         self._pool.shutdown(wait=False)
@@ -80,6 +125,31 @@ def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+#: Rows bound in one statement at most (SQLite takes up to 32,766 parameters).
+ROWS_PER_STATEMENT = 500
+
+
+def write_rows(
+    conn: sqlite3.Connection, statement: Callable[[int], str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """``rows`` written by ``statement(n)``, an SQL text taking n rows' parameters, run as
+    few times as it takes: once for up to :data:`ROWS_PER_STATEMENT` rows, in autocommit (one
+    statement is its own transaction); more in one immediate transaction.
+
+    Why not ``executemany``: each statement hands the GIL over and back (to prepare, to
+    step) and ``executemany`` steps once per row. While the event loop's thread is busy
+    (a storm) every handover waits for it, up to the switch interval: 16 journal rows took
+    about 3 ms that way, against 0.07 ms on an idle process.
+    """
+    chunks = [rows[i : i + ROWS_PER_STATEMENT] for i in range(0, len(rows), ROWS_PER_STATEMENT)]
+    if len(chunks) == 1:
+        conn.execute(statement(len(rows)), [value for row in rows for value in row])
+        return
+    with immediate(conn):
+        for chunk in chunks:
+            conn.execute(statement(len(chunk)), [value for row in chunk for value in row])
 
 
 def write(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> int:
