@@ -16,7 +16,6 @@ import binascii
 import hmac
 import logging
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -34,7 +33,7 @@ from bot.intake.alerts.pagerduty import verify_signature as verify_pagerduty
 from bot.intake.alerts.registry import get_parser
 from bot.intake.alerts.signatures import GRAFANA_SIGNATURE_HEADER, grafana_refusal
 from bot.intake.fold import Endpoint, IntakeResult, delivery_key
-from bot.store.cache import LOCAL_MARKS, SharedCache
+from bot.store.cache import SharedCache
 from handlers.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -86,9 +85,6 @@ class Webhooks:
         #: The receiver reports each fold to the metrics itself (the journal's folder).
         self.folds_counted = folds_counted
         self.cache = cache
-        #: Dedup keys of bodies this process accepted (and their alert counts), newest last:
-        #: the same bytes again are answered without being decoded.
-        self._accepted: OrderedDict[str, int] = OrderedDict()
         self.max_body = settings.intake.max_body_bytes
         self.timeout = settings.intake.timeout.total_seconds()
         self.endpoints = {
@@ -124,7 +120,7 @@ class Webhooks:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media != "application/json" and not media.endswith("+json"):
             return _error(415, f"send Content-Type: application/json, not {media or 'nothing'}")
-        known = await self._known_repeat(hook, raw, request.headers.get("x-webhook-id"))
+        known = self._known_repeat(hook, raw, request.headers.get("x-webhook-id"))
         if known is not None:
             return known
         try:
@@ -159,8 +155,8 @@ class Webhooks:
             self.metrics.intake(hook.endpoint.source, len(delivery.alerts), result)
         if not result.queued:  # a queued delivery wakes the worker when it is folded
             self.after_commit()  # e.g. wake the delivery worker: the channel should open now
-        await self.cache.mark(dedup, DEDUP_TTL_S)
-        self._remember(dedup, len(delivery.alerts))
+        # The alert count noted with the mark: the same bytes again skip the decoding.
+        await self.cache.mark(dedup, DEDUP_TTL_S, note=len(delivery.alerts))
         status = (
             "queued"
             if result.queued
@@ -186,7 +182,7 @@ class Webhooks:
             status_code=202 if result.queued else 200,
         )
 
-    async def _known_repeat(
+    def _known_repeat(
         self, hook: WebhookEndpoint, raw: bytes, sender_id: str | None
     ) -> Response | None:
         """The answer to a body this process accepted byte for byte (or under the same
@@ -196,20 +192,12 @@ class Webhooks:
         it again; a body first seen by another replica is decoded and checked there.
         """
         dedup = f"delivery:{hook.endpoint.name}:{delivery_key(raw, sender_id)}"
-        alerts = self._accepted.get(dedup)
-        if alerts is None or not await self.cache.seen(dedup):
-            return None
-        return self._duplicate(hook, alerts)
+        alerts = self.cache.noted(dedup)
+        return None if alerts is None else self._duplicate(hook, alerts)
 
     def _duplicate(self, hook: WebhookEndpoint, alerts: int) -> Response:
         self.metrics.received(hook.endpoint.source, "duplicate", alerts)
         return Response(_DUPLICATE, media_type="application/json")
-
-    def _remember(self, dedup: str, alerts: int) -> None:
-        self._accepted[dedup] = alerts
-        self._accepted.move_to_end(dedup)
-        while len(self._accepted) > LOCAL_MARKS:
-            self._accepted.popitem(last=False)
 
     async def _read(self, request: Request) -> bytes:
         chunks: list[bytes] = []

@@ -34,7 +34,8 @@ class SharedCache:
             else None
         )
         self._down_until = 0.0
-        self._local: OrderedDict[str, float] = OrderedDict()  # key → monotonic expiry
+        #: key → (monotonic expiry, the note the marker left)
+        self._local: OrderedDict[str, tuple[float, int]] = OrderedDict()
 
     @property
     def configured(self) -> bool:
@@ -53,11 +54,8 @@ class SharedCache:
 
     async def seen(self, key: str) -> bool:
         """Whether ``key`` was marked; False when unknown (Redis absent or down)."""
-        expires = self._local.get(key)
-        if expires is not None:
-            if expires > time.monotonic():
-                return True
-            del self._local[key]
+        if self.noted(key) is not None:
+            return True
         if not self._usable():
             return False
         try:
@@ -66,9 +64,20 @@ class SharedCache:
             self._went_down(error)
             return False
 
-    async def mark(self, key: str, ttl_s: int) -> None:
-        """Remember ``key`` for ``ttl_s`` seconds, shared by every replica; best effort."""
-        self._local[key] = time.monotonic() + ttl_s
+    def noted(self, key: str) -> int | None:
+        """The note of ``key`` when this process marked it and the mark holds, else None."""
+        held = self._local.get(key)
+        if held is None:
+            return None
+        if held[0] > time.monotonic():
+            return held[1]
+        del self._local[key]
+        return None
+
+    async def mark(self, key: str, ttl_s: int, *, note: int = 0) -> None:
+        """Remember ``key`` for ``ttl_s`` seconds, shared by every replica; best effort.
+        ``note`` is kept with this process's own mark (:meth:`noted`)."""
+        self._local[key] = (time.monotonic() + ttl_s, note)
         self._local.move_to_end(key)
         while len(self._local) > LOCAL_MARKS:
             self._local.popitem(last=False)
