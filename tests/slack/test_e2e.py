@@ -323,6 +323,9 @@ def test_joins_are_recorded(harness: Harness) -> None:
     fake = harness.fake
     harness.command("declare Disk full sev:P3", channel=fake.channel_by_name("general").id)
     channel = harness.wait("the channel", lambda: incident_channel(fake, "-0001-disk-full")).id
+    # A responder joins a channel they were shown; the card is posted once the channel is on
+    # the incident (Slack's create answers a moment before warroom has stored it).
+    harness.wait("the card", lambda: fake.pins(channel))
     joined = {"type": "member_joined_channel", "user": BOB.id, "channel": channel}
     assert harness.event(joined, "EvJoin1").status_code == 200
     events = harness.wait(
