@@ -25,6 +25,7 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -102,6 +103,7 @@ class Metrics:
             registry=self.registry,
         )
         ProcessCollector(registry=self.registry)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.stored: StoredFigures | None = None
         if core is not None:
             self.stored = StoredFigures(core)
@@ -111,7 +113,7 @@ class Metrics:
 
     def received(self, source: str, result: str, alerts: int) -> None:
         if alerts:
-            self.alerts.labels(source, result).inc(alerts)
+            self._child(self.alerts, source, result).inc(alerts)
 
     def intake(self, source: str, alerts: int, result: IntakeResult) -> None:
         """A delivery intake processed: its alerts, and its size if it was accepted."""
@@ -122,10 +124,18 @@ class Metrics:
             return
         self.received(source, "accepted", result.alerts)
         self.received(source, "ignored", result.ignored)
-        self.batches.labels(source).observe(alerts)
+        self._child(self.batches, source).observe(alerts)
 
     def webhook(self, source: str, code: int, seconds: float) -> None:
-        self.requests.labels(source, str(code)).observe(seconds)
+        self._child(self.requests, source, str(code)).observe(seconds)
+
+    def _child(self, metric: Counter | Histogram, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once (``labels`` validates and locks)."""
+        key = (id(metric), values)  # the metrics live as long as this object
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def slack_call(self, method: str, status: str) -> None:
         self.slack.labels(method, status).inc()

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hmac
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -52,6 +54,7 @@ RETRY_AFTER_S = 5
 DEDUP_TTL_S = 48 * 3600  # PagerDuty retries for 48 hours
 PAGERDUTY_SIGNATURE_HEADER = "X-PagerDuty-Signature"
 _DUPLICATE = b'{"status":"duplicate","alerts":0,"incidents":[]}'
+_JSON = "application/json"
 
 
 class _TooLarge(Exception):
@@ -120,24 +123,23 @@ class Webhooks:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media != "application/json" and not media.endswith("+json"):
             return _error(415, f"send Content-Type: application/json, not {media or 'nothing'}")
-        known = self._known_repeat(hook, raw, request.headers.get("x-webhook-id"))
-        if known is not None:
-            return known
+        header_id = request.headers.get("x-webhook-id")
+        key = delivery_key(raw, header_id)
+        dedup = f"delivery:{hook.endpoint.name}:{key}"
+        alerts = self.cache.noted(dedup)
+        if alerts is not None:  # a repeat of bytes this process accepted: not decoded again
+            return self._duplicate(hook, alerts)
         try:
             delivery = replace(get_parser(hook.endpoint.source)(decode_body(raw)), body=raw)
         except PayloadError as error:
             return _error(400, str(error), field=error.field)
-        sender_id = request.headers.get("x-webhook-id") or delivery.delivery_id
-        key = delivery_key(raw, sender_id)
-        dedup = f"delivery:{hook.endpoint.name}:{key}"
+        if not header_id and delivery.delivery_id:  # the body names its delivery
+            key = delivery_key(raw, delivery.delivery_id)
+            dedup = f"delivery:{hook.endpoint.name}:{key}"
         if await self.cache.seen(dedup):
             return self._duplicate(hook, len(delivery.alerts))
         try:
-            # No task per request, unlike wait_for. A receiver that keeps the deadline itself
-            # (the batcher: it rolls back what it refuses) gets a backstop a little later.
-            backstop = self.timeout + getattr(self.intake, "grace_s", 0.0)
-            async with asyncio.timeout(backstop):
-                result = await self.intake.receive(hook.endpoint, delivery, delivery_key=key)
+            result = await self._receive(hook, delivery, key)
         except (StorageUnavailable, TimeoutError) as error:
             log.warning(
                 "webhook %s refused with 503: %s",
@@ -162,42 +164,45 @@ class Webhooks:
             if result.queued
             else ("duplicate" if result.duplicate else ("pong" if result.ping else "accepted"))
         )
-        log.info(
-            "webhook %s: %s, %d alert(s), incidents %s",
-            hook.endpoint.name,
-            status,
-            result.alerts,
-            ",".join(result.incidents) or "-",
-            extra={"endpoint": hook.endpoint.name, "incidents": result.incidents},
-        )
-        return JSONResponse(
-            {
-                "status": status,
-                "alerts": result.alerts,
-                "ignored": result.ignored,
-                "incidents": result.incidents,
-                "opened": result.opened,
-            },
-            # Stored, not folded yet (a storm): 202 Accepted, the incidents follow.
-            status_code=202 if result.queued else 200,
-        )
+        incidents = result.incidents
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "webhook %s: %s, %d alert(s), incidents %s",
+                hook.endpoint.name,
+                status,
+                result.alerts,
+                ",".join(incidents) or "-",
+                extra={"endpoint": hook.endpoint.name, "incidents": incidents},
+            )
+        # Stored, not folded yet (a storm): 202 Accepted, the incidents follow.
+        code = 202 if result.queued else 200
+        if not incidents and not result.opened:  # a storm's answers: a handful of shapes
+            plain = _plain_answer(status, result.alerts, result.ignored)
+            return Response(plain, code, media_type=_JSON)
+        answer = {
+            "status": status,
+            "alerts": result.alerts,
+            "ignored": result.ignored,
+            "incidents": incidents,
+            "opened": result.opened,
+        }
+        return JSONResponse(answer, status_code=code)
 
-    def _known_repeat(
-        self, hook: WebhookEndpoint, raw: bytes, sender_id: str | None
-    ) -> Response | None:
-        """The answer to a body this process accepted byte for byte (or under the same
-        ``X-Webhook-Id``) and still holds a dedup mark for, or ``None``: decode it.
+    async def _receive(self, hook: WebhookEndpoint, delivery: Delivery, key: str) -> IntakeResult:
+        """The receiver's result; past the deadline a ``TimeoutError``.
 
-        A sender's repeat is answered as the decoded path would answer it, without parsing
-        it again; a body first seen by another replica is decoded and checked there.
+        A receiver that keeps the deadline itself (the batcher fails a request it could not
+        commit in time, and its task's end fails every request still waiting) is awaited as
+        it is; any other gets ``intake.timeout`` (no task per request, unlike ``wait_for``).
         """
-        dedup = f"delivery:{hook.endpoint.name}:{delivery_key(raw, sender_id)}"
-        alerts = self.cache.noted(dedup)
-        return None if alerts is None else self._duplicate(hook, alerts)
+        if getattr(self.intake, "keeps_deadline", False):
+            return await self.intake.receive(hook.endpoint, delivery, delivery_key=key)
+        async with asyncio.timeout(self.timeout):
+            return await self.intake.receive(hook.endpoint, delivery, delivery_key=key)
 
     def _duplicate(self, hook: WebhookEndpoint, alerts: int) -> Response:
         self.metrics.received(hook.endpoint.source, "duplicate", alerts)
-        return Response(_DUPLICATE, media_type="application/json")
+        return Response(_DUPLICATE, media_type=_JSON)
 
     async def _read(self, request: Request) -> bytes:
         chunks: list[bytes] = []
@@ -208,6 +213,13 @@ class Webhooks:
                 raise _TooLarge
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+@functools.lru_cache(maxsize=1024)
+def _plain_answer(status: str, alerts: int, ignored: int) -> bytes:
+    """The JSON answer of a delivery that names no incident (rendered once per shape)."""
+    body = {"status": status, "alerts": alerts, "ignored": ignored, "incidents": [], "opened": []}
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def _refusal(config: WebhookSettings, request: Request, raw: bytes, clock: Clock) -> str | None:

@@ -28,6 +28,9 @@ WAIT_BELOW = 1
 class Acceptor:
     """A :class:`~handlers.webhooks.Receiver`: journal, then fold (awaited while it keeps up)."""
 
+    #: The batcher keeps the append's deadline and the fold is awaited ``fold_wait`` at most.
+    keeps_deadline = True
+
     def __init__(
         self,
         appender: Batcher,
@@ -40,7 +43,6 @@ class Acceptor:
         self.folder = folder
         self.wait_below = wait_below
         self.fold_wait = fold_wait
-        self.grace_s = appender.grace_s + fold_wait
 
     async def receive(
         self, endpoint: Endpoint, delivery: Delivery, *, delivery_key: str

@@ -63,9 +63,12 @@ class _Waiting:
 class Batcher:
     """A :class:`~handlers.webhooks.Receiver` that folds concurrent deliveries together."""
 
-    #: The batcher keeps each request's deadline itself: a caller's own timeout, a backstop,
-    #: should be this much longer (it would abandon a batch that may still commit).
-    grace_s = 2.0
+    #: The batcher keeps each request's deadline itself (a caller needs no timeout of its own,
+    #: which would abandon a batch that may still commit): a request is failed with
+    #: ``TimeoutError`` once its deadline passes before its batch, a batch's write is bounded
+    #: by its first deadline, and should the batcher's task end, every request still waiting
+    #: is failed with :class:`StorageUnavailable`.
+    keeps_deadline = True
 
     def __init__(
         self,
@@ -126,8 +129,17 @@ class Batcher:
             self._wake = asyncio.Event()
             self._queue = deque(w for w in self._queue if w.answer.get_loop() is loop)
             self._task = loop.create_task(self._run(self._wake), name="intake-batcher")
+            self._task.add_done_callback(self._ended)
         assert self._wake is not None
         return self._wake
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The task stopped (closed, cancelled, or a bug): nobody waits for it forever."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the intake batcher stopped", exc_info=task.exception())
+        for waiting in (*self._current, *self._queue):
+            if waiting.answer.get_loop() is task.get_loop():
+                _fail(waiting, StorageUnavailable("the intake batcher stopped"))
 
     async def _run(self, wake: asyncio.Event) -> None:
         while True:

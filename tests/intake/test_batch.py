@@ -223,3 +223,30 @@ async def test_folding_into_a_big_incident_reads_only_the_batchs_alert_rows(
     assert len(counts) == 2_003
     assert counts["old-7"] == 3  # seen in the big delivery and in each of the two
     assert counts["new-1"] == counts["new-2"] == 1
+
+
+class _Stuck:
+    """A sink whose writes never finish: the batcher's task is the only way out."""
+
+    async def receive_many(self, deliveries: object) -> list[IntakeResult]:
+        await asyncio.Event().wait()
+        raise AssertionError("not reached")
+
+    async def receive(self, endpoint: Endpoint, d: Delivery, *, delivery_key: str) -> IntakeResult:
+        raise AssertionError("not reached")
+
+
+async def test_requests_still_waiting_when_the_batcher_stops_are_refused_not_left_hanging() -> None:
+    batcher = Batcher(_Stuck(), max_deliveries=1, timeout=60)
+    waiting = [
+        asyncio.ensure_future(
+            batcher.receive(AM, delivery(alert("A", f"fp{n}")), delivery_key=f"k{n}")
+        )
+        for n in range(3)
+    ]
+    await asyncio.sleep(0.05)  # one in the stuck batch, two queued behind it
+    assert batcher._task is not None
+    batcher._task.cancel()
+    done, pending = await asyncio.wait(waiting, timeout=2)
+    assert not pending, "a request was left waiting for a batcher that had stopped"
+    assert all(isinstance(task.exception(), StorageUnavailable) for task in done)
