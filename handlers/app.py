@@ -32,6 +32,7 @@ from bot.ports.chat import Chat
 from bot.store.migrate import upgrade
 from handlers import web
 from handlers.compose import outside_kinds
+from handlers.memory import Trimmer
 from handlers.metrics import ROUTES as METRICS_ROUTES
 from handlers.metrics import Metrics
 from handlers.slack.app import build_bolt
@@ -179,6 +180,7 @@ def create_app(
         metrics.unfolded.set_function(folder.pending)
         acceptor = Acceptor(appender, folder, fold_wait=min(5.0, timeout / 2))
         background.worker.busy = acceptor.busy  # a storm's commits before its cards
+        trimmer = Trimmer(lambda: folder.pending() == 0 and not appender.recent(2.0))
         app.state.webhooks = Webhooks(
             settings,
             acceptor,
@@ -206,9 +208,11 @@ def create_app(
         log.info("warroom %s ready, database %s", bot.__version__, mask_url(settings.database.url))
         background.start()
         folder.start(fold_side, drain_s=DRAIN_S)  # what a crash left is folded first
+        trimmer.start()  # a storm's peak memory handed back once it is folded
         try:
             yield
         finally:
+            await trimmer.stop()
             if socket is not None:
                 await socket.close()
             await acceptor.close()

@@ -19,6 +19,7 @@ from handlers.cli.base import (
     cli,
     pass_ctx,
 )
+from handlers.memory import cap_arenas
 
 #: Idle keep-alive connections are closed after this long: longer than the idle timeout of
 #: the proxies and client pools in front (AWS ALB 60 s, nginx 75 s, Go's default pool 90 s), so
@@ -48,6 +49,7 @@ def serve(obj: Context, host: str | None, port: int | None, socket_mode: bool) -
         raise click.UsageError("--socket-mode needs SLACK_APP_TOKEN (an xapp-… app-level token)")
     if socket_mode and settings.slack.bot_token is None:
         raise click.UsageError("--socket-mode needs SLACK_BOT_TOKEN too")
+    cap_arenas()  # before any thread: see handlers/memory.py
     app = create_app(settings, socket_mode=socket_mode)
     _tune_gc()
     uvicorn.run(
