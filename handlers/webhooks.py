@@ -19,7 +19,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 from starlette.requests import ClientDisconnect, Request
@@ -130,7 +130,7 @@ class Webhooks:
         if alerts is not None:  # a repeat of bytes this process accepted: not decoded again
             return self._duplicate(hook, alerts)
         try:
-            delivery = replace(get_parser(hook.endpoint.source)(decode_body(raw)), body=raw)
+            delivery = get_parser(hook.endpoint.source)(decode_body(raw)).arrived_as(raw)
         except PayloadError as error:
             return _error(400, str(error), field=error.field)
         if not header_id and delivery.delivery_id:  # the body names its delivery
@@ -228,6 +228,8 @@ def _refusal(config: WebhookSettings, request: Request, raw: bytes, clock: Clock
     An endpoint with no check is open (see the README).  The reasons say what to send,
     never what was expected.
     """
+    if not (config.token_env or config.basic_password_env or config.signing_secret_env):
+        return None
     header = request.headers.get("authorization", "")
     token = config.secret("token")
     if token is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -74,23 +75,50 @@ def _parse_constant(name: str) -> object:
 
 def decode_body(raw: bytes) -> object:
     """``raw`` as a JSON value within the limits above, or a :class:`PayloadError`."""
+    encoding = json.detect_encoding(raw)
     try:
-        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+        text = raw.decode(encoding, "surrogatepass")
     except UnicodeDecodeError as error:
         raise PayloadError(ROOT, f"malformed JSON: not UTF-8 text: {error}") from None
+    refused: list[_Rejected] = []
+
+    def number(parse: Callable[[str], object]) -> Callable[[str], object]:
+        def parsed(literal: str) -> object:
+            value = parse(literal)
+            if isinstance(value, _Rejected):
+                refused.append(value)
+            return value
+
+        return parsed
+
     try:
         value = json.loads(
             text,
-            parse_int=_parse_int,
-            parse_float=_parse_float,
-            parse_constant=_parse_constant,
+            parse_int=number(_parse_int),
+            parse_float=number(_parse_float),
+            parse_constant=number(_parse_constant),
         )
     except json.JSONDecodeError as error:
         raise PayloadError(ROOT, f"malformed JSON: {error}") from None
     except RecursionError:
         raise PayloadError(_too_deep_path(text), _deep_message()) from None
-    check_value(value)
+    if refused or not _plainly_clean(raw, encoding):
+        check_value(value)
     return value
+
+
+def _plainly_clean(raw: bytes, encoding: str) -> bool:
+    """Whether ``raw``'s bytes alone show the walk would find nothing (most bodies).
+
+    ASCII UTF-8 with no ``\\u`` escape holds no NUL (a raw one is not JSON) and no lone
+    surrogate; with at most :data:`MAX_DEPTH` brackets in all it nests no deeper than that.
+    """
+    return (
+        encoding == "utf-8"
+        and raw.isascii()
+        and b"\\u" not in raw
+        and raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH
+    )
 
 
 def _deep_message() -> str:

@@ -99,3 +99,12 @@ class Delivery:
     def __post_init__(self) -> None:
         if self.group_key is not None:
             object.__setattr__(self, "group_key", fit_key(self.group_key, GROUP_KEY_MAX))
+
+    def arrived_as(self, body: bytes) -> Delivery:
+        """This delivery, fresh from its parser, holding the bytes it was parsed from.
+
+        Set in place (a parser's new object, not seen by anyone yet): ``dataclasses.replace``
+        would build and check every field again, per request.
+        """
+        object.__setattr__(self, "body", body)
+        return self
