@@ -83,49 +83,73 @@ class Updates:
 
 
 async def schedule_reminders(db: Database, incidents: Incidents, now: datetime) -> list[str]:
-    """Write a reminder row for each open incident whose update is overdue; return their keys."""
-    due: list[str] = []
-    async with db.transaction() as session:
-        open_incidents = (
+    """Write a reminder row for each open incident whose update is overdue; return their keys.
+
+    Read in three set-based queries without the write lock (a storm leaves thousands of
+    incidents open: a query per incident under SQLite's one writer held it for tens of
+    seconds), then only the overdue ones are written, their rows deduplicated by period.
+    """
+    open_ = col(Incident.status) != Status.RESOLVED.value
+    async with db.transaction(read_only=True) as session:
+        rows = (
             await session.exec(
-                select(Incident).where(col(Incident.status) != Status.RESOLVED.value)
+                select(Incident.id, Incident.key, Incident.severity, Incident.declared_at).where(
+                    open_
+                )
             )
         ).all()
-        for incident in open_incidents:
-            last = (
+        if not rows:
+            return []
+        last_of = dict(
+            (
                 await session.exec(
-                    select(func.max(TimelineEvent.at)).where(
-                        col(TimelineEvent.incident_id) == incident.id,
-                        col(TimelineEvent.kind).in_([UPDATE, "declared", "reopened"]),
-                    )
-                )
-            ).one() or incident.declared_at
-            snoozes = (
-                await session.exec(
-                    select(TimelineEvent).where(
-                        col(TimelineEvent.incident_id) == incident.id,
-                        col(TimelineEvent.kind) == SNOOZE,
-                    )
+                    select(TimelineEvent.incident_id, func.max(TimelineEvent.at))
+                    .join(Incident, col(Incident.id) == col(TimelineEvent.incident_id))
+                    .where(open_, col(TimelineEvent.kind).in_([UPDATE, "declared", "reopened"]))
+                    .group_by(col(TimelineEvent.incident_id))
                 )
             ).all()
-            until = max((datetime.fromisoformat(s.data["until"]) for s in snoozes), default=None)
-            interval = incidents.scheme.get(incident.severity).update_interval
-            if now - last < interval or (until is not None and until > now):
-                continue
+        )
+        snoozes = (
+            await session.exec(
+                select(TimelineEvent.incident_id, TimelineEvent.data)
+                .join(Incident, col(Incident.id) == col(TimelineEvent.incident_id))
+                .where(open_, col(TimelineEvent.kind) == SNOOZE)
+            )
+        ).all()
+    snoozed: dict[int, datetime] = {}
+    for snoozed_id, data in snoozes:
+        asked = datetime.fromisoformat(data["until"])
+        assert snoozed_id is not None
+        snoozed[snoozed_id] = max(asked, snoozed.get(snoozed_id, asked))
+    overdue_rows = []
+    for incident_id, key, severity, declared_at in rows:
+        assert incident_id is not None
+        last = last_of.get(incident_id) or declared_at
+        until = snoozed.get(incident_id)
+        interval = incidents.scheme.get(severity).update_interval
+        if now - last < interval or (until is not None and until > now):
+            continue
+        overdue_rows.append((incident_id, key, last, until))
+    due: list[str] = []
+    if not overdue_rows:
+        return due
+    async with db.transaction() as session:
+        for incident_id, key, last, until in overdue_rows:
             period = f"{int(last.timestamp())}:{int(until.timestamp()) if until else 0}"
             overdue = int((now - last).total_seconds() // 60)
             row = await enqueue(
                 session,
-                lane=incident.key,
+                lane=key,
                 kind="reminder",
                 payload={
                     "overdue_min": overdue,
-                    "text": f"{incident.key} has had no update for {overdue} min",
+                    "text": f"{key} has had no update for {overdue} min",
                 },
                 now=now,
-                incident_id=incident.id,
-                dedupe_key=f"reminder:{incident.key}:{period}",
+                incident_id=incident_id,
+                dedupe_key=f"reminder:{key}:{period}",
             )
             if row is not None:
-                due.append(incident.key)
+                due.append(key)
     return due

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import col, select
 
 from bot.clock import FixedClock
@@ -88,3 +89,30 @@ async def test_resolved_incidents_get_no_reminders(core: Core, clock: FixedClock
     await core.incidents.resolve("INC-1", actor="U1")
     clock.advance(timedelta(days=3))
     assert await schedule_reminders(core.db, core.incidents, clock.now()) == []
+
+
+async def test_a_storms_open_incidents_are_scanned_in_a_few_queries(
+    core: Core, clock: FixedClock
+) -> None:
+    """A storm leaves thousands open: a query per incident held SQLite's one writer for
+    tens of seconds, and every fold waited behind it."""
+    for n in range(25):
+        await core.incidents.declare(title=f"Storm {n}", severity="P1", actor="U1")
+    await core.updates.snooze("INC-0003", actor="U1", minutes=120)
+    clock.advance(timedelta(minutes=31))
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    engine = core.db.engine.sync_engine
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        due = await schedule_reminders(core.db, core.incidents, clock.now())
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert len(due) == 24
+    assert "INC-0003" not in due  # snoozed: it waits
+    scans = [s for s in statements if "outbox" not in s.lower()]
+    assert len(scans) <= 3, f"{len(scans)} reads for 25 incidents"
