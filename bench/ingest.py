@@ -9,7 +9,9 @@ the ceiling. Each warroom run gets a fresh server on a fresh database (no earlie
 left running), then waits for the fold. Every repeat runs every case on every target,
 interleaved, so ratios come from one
 run; the table shows medians. After each run the database is counted: every alert answered 2xx
-must be stored exactly once (for (a): at most one row), or the run is marked LOST.
+must be stored exactly once (for (a): at most one row), or the run is marked LOST. The
+server's RSS is read when its fold is done and again ``SETTLE_S`` later (intake quiet: the
+server has handed its freed heap back); the table's figure is the later one.
 
     python -m bench.ingest [--seconds 5] [--repeats 3] [--connections 32] [--cases abcd]
 
@@ -43,6 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 PG_ADMIN = os.environ.get("WARROOM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 CONCURRENCY = 32
+#: RSS is read when the fold is done and again this long after (quiet: the heap trimmed).
+SETTLE_S = 12
 
 
 def free_port() -> int:
@@ -106,6 +110,8 @@ def measured(
         run["drain_s"] = drain = store.drain()
         run["check"] = check(case, per_body, run, store.counts(seed))
         run["folded_alerts_per_s"] = round(run["stored_alerts"] / (run["duration_s"] + drain), 1)
+        run["rss_mb_folded"] = rss_mb(process.pid)
+        time.sleep(SETTLE_S)  # the server trims its heap once intake has been quiet a while
         run["rss_mb"] = rss_mb(process.pid)
         return run
     finally:
@@ -286,7 +292,8 @@ def main() -> None:
                         print(
                             f"  {label:<28} {name:<9} {run['rps']:>8.0f} req/s "
                             f"p99 {run['p99_ms']:>7.1f} ms  drain {run.get('drain_s', 0):5.1f} s"
-                            f"  {run['check']}",
+                            f"  {run['check']}"
+                            + (f"  RSS {run['rss_mb']} MB" if "rss_mb" in run else ""),
                             file=sys.stderr,
                         )
             rss["bare"] = rss_mb(bare.pid)
