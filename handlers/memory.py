@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -28,7 +29,9 @@ _M_ARENA_MAX = -8  # <malloc.h>
 ARENAS = 2
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    """glibc, looked up once (``find_library`` runs ``ldconfig``), or ``None`` elsewhere."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import platform
 
-import pytest
-
 from handlers.memory import Trimmer, trim
 
 
@@ -36,8 +34,7 @@ async def test_trims_once_at_the_end_of_each_busy_spell() -> None:
     assert calls == [1, 1]
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
-def test_trim_gives_freed_memory_back_on_glibc() -> None:
+def test_trim_gives_freed_memory_back_on_glibc_and_is_a_no_op_elsewhere() -> None:
     blocks = [bytearray(64 * 1024) for _ in range(2000)]  # ~128 MB, then freed
     del blocks
-    assert trim() is True
+    assert trim() is (platform.libc_ver()[0] == "glibc")
