@@ -84,6 +84,7 @@ class Webhooks:
         self.metrics = metrics or Metrics()
         self.clock = clock or SystemClock()
         self.intake = intake
+        self.receiver_keeps_deadline = bool(getattr(intake, "keeps_deadline", False))
         self.after_commit = after_commit
         #: The receiver reports each fold to the metrics itself (the journal's folder).
         self.folds_counted = folds_counted
@@ -125,7 +126,7 @@ class Webhooks:
             return _error(415, f"send Content-Type: application/json, not {media or 'nothing'}")
         header_id = request.headers.get("x-webhook-id")
         key = delivery_key(raw, header_id)
-        dedup = f"delivery:{hook.endpoint.name}:{key}"
+        dedup = _dedup(hook, key)
         alerts = self.cache.noted(dedup)
         if alerts is not None:  # a repeat of bytes this process accepted: not decoded again
             return self._duplicate(hook, alerts)
@@ -135,7 +136,7 @@ class Webhooks:
             return _error(400, str(error), field=error.field)
         if not header_id and delivery.delivery_id:  # the body names its delivery
             key = delivery_key(raw, delivery.delivery_id)
-            dedup = f"delivery:{hook.endpoint.name}:{key}"
+            dedup = _dedup(hook, key)
         if await self.cache.seen(dedup):
             return self._duplicate(hook, len(delivery.alerts))
         try:
@@ -174,19 +175,11 @@ class Webhooks:
                 ",".join(incidents) or "-",
                 extra={"endpoint": hook.endpoint.name, "incidents": incidents},
             )
+        answer = _answer(
+            status, result.alerts, result.ignored, tuple(incidents), tuple(result.opened)
+        )
         # Stored, not folded yet (a storm): 202 Accepted, the incidents follow.
-        code = 202 if result.queued else 200
-        if not incidents and not result.opened:  # a storm's answers: a handful of shapes
-            plain = _plain_answer(status, result.alerts, result.ignored)
-            return Response(plain, code, media_type=_JSON)
-        answer = {
-            "status": status,
-            "alerts": result.alerts,
-            "ignored": result.ignored,
-            "incidents": incidents,
-            "opened": result.opened,
-        }
-        return JSONResponse(answer, status_code=code)
+        return Response(answer, 202 if result.queued else 200, media_type=_JSON)
 
     async def _receive(self, hook: WebhookEndpoint, delivery: Delivery, key: str) -> IntakeResult:
         """The receiver's result; past the deadline a ``TimeoutError``.
@@ -195,7 +188,7 @@ class Webhooks:
         commit in time, and its task's end fails every request still waiting) is awaited as
         it is; any other gets ``intake.timeout`` (no task per request, unlike ``wait_for``).
         """
-        if getattr(self.intake, "keeps_deadline", False):
+        if self.receiver_keeps_deadline:
             return await self.intake.receive(hook.endpoint, delivery, delivery_key=key)
         async with asyncio.timeout(self.timeout):
             return await self.intake.receive(hook.endpoint, delivery, delivery_key=key)
@@ -216,10 +209,23 @@ class Webhooks:
 
 
 @functools.lru_cache(maxsize=1024)
-def _plain_answer(status: str, alerts: int, ignored: int) -> bytes:
-    """The JSON answer of a delivery that names no incident (rendered once per shape)."""
-    body = {"status": status, "alerts": alerts, "ignored": ignored, "incidents": [], "opened": []}
-    return json.dumps(body, separators=(",", ":")).encode()
+def _answer(
+    status: str, alerts: int, ignored: int, incidents: tuple[str, ...], opened: tuple[str, ...]
+) -> bytes:
+    """A delivery's JSON answer, rendered once per shape (a storm's answers are a handful)."""
+    body = {
+        "status": status,
+        "alerts": alerts,
+        "ignored": ignored,
+        "incidents": list(incidents),
+        "opened": list(opened),
+    }
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _dedup(hook: WebhookEndpoint, key: str) -> str:
+    """The dedup mark's name for a delivery key at this endpoint."""
+    return f"delivery:{hook.endpoint.name}:{key}"
 
 
 def _refusal(config: WebhookSettings, request: Request, raw: bytes, clock: Clock) -> str | None:
