@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
@@ -14,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 import bot
 from bot.clock import Clock
@@ -39,6 +39,7 @@ from handlers.slack.app import build_bolt
 from handlers.slack.chat import SlackChat, slack_chat
 from handlers.slack.requests import SlackEvents
 from handlers.slack.socket import SocketMode, TokenRefused
+from handlers.webhooks import PREFIX as WEBHOOK_PREFIX
 from handlers.webhooks import Webhooks
 from integrations.alertmanager import alertmanager_silencer
 from integrations.paging import configured_pager
@@ -221,7 +222,7 @@ def create_app(
             await background.stop()
             await core.close()
 
-    return Starlette(
+    return App(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
@@ -235,17 +236,32 @@ def create_app(
     )
 
 
+class App(Starlette):
+    """The application, with ``POST /webhooks/<name>`` answered before Starlette's layers.
+
+    In a storm the webhooks are nearly all the traffic and the routing, the middleware and
+    the request and response objects cost as much as storing an alert; so those requests go
+    straight to :class:`handlers.webhooks.Webhooks` (plain ASGI). Every other request, and
+    a webhook before the lifespan has built its endpoints, takes the usual way.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        webhooks: Webhooks | None = getattr(self.state, "webhooks", None)
+        if webhooks is not None and scope["type"] == "http" and scope["method"] == "POST":
+            name = scope["path"].removeprefix(WEBHOOK_PREFIX)
+            if name and "/" not in name and len(name) < len(scope["path"]):
+                await webhooks(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 async def webhook(request: Request) -> Response:
-    webhooks: Webhooks = request.app.state.webhooks
-    hook = webhooks.endpoints.get(request.path_params["name"])
-    started, code = time.perf_counter(), 500
-    try:
-        response = await webhooks.handle(request)
-        code = response.status_code
-        return response
-    finally:
-        source = hook.endpoint.source if hook else "unknown"
-        request.app.state.metrics.webhook(source, code, time.perf_counter() - started)
+    """``POST /webhooks/<name>`` when :class:`App` did not answer it (before the lifespan)."""
+    return JSONResponse(
+        {"error": "warroom is starting, retry later"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
 
 
 async def slack_events(request: Request) -> Response:

@@ -17,13 +17,13 @@ import functools
 import hmac
 import json
 import logging
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from bot.clock import Clock, SystemClock
 from bot.config.settings import Settings, WebhookSettings
@@ -53,12 +53,28 @@ class Receiver(Protocol):
 RETRY_AFTER_S = 5
 DEDUP_TTL_S = 48 * 3600  # PagerDuty retries for 48 hours
 PAGERDUTY_SIGNATURE_HEADER = "X-PagerDuty-Signature"
-_DUPLICATE = b'{"status":"duplicate","alerts":0,"incidents":[]}'
-_JSON = "application/json"
+PREFIX = "/webhooks/"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A webhook's HTTP answer: always a JSON body."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+_DUPLICATE = Answer(200, b'{"status":"duplicate","alerts":0,"incidents":[]}')
+_SERVER_ERROR = Answer(500, b'{"error":"internal error"}')
 
 
 class _TooLarge(Exception):
     pass
+
+
+class _Gone(Exception):
+    """The client disconnected before its body arrived."""
 
 
 @dataclass(frozen=True)
@@ -105,26 +121,59 @@ class Webhooks:
             for name, config in settings.webhooks.items()
         }
 
-    async def handle(self, request: Request) -> Response:
-        hook = self.endpoints.get(request.path_params["name"])
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI application of ``POST /webhooks/<name>`` (see :class:`handlers.app.App`).
+
+        Plain ASGI, not a Starlette endpoint: in a storm this is the server's hot path, and
+        a request object, a response object and the routing layers would cost as much as
+        the parse. Whatever goes wrong inside is answered 500 with a reference, and logged.
+        """
+        name = scope["path"].removeprefix(PREFIX)
+        hook = self.endpoints.get(name)
+        started, answer = time.perf_counter(), _SERVER_ERROR
+        try:
+            answer = await self.handle(name, _headers(scope), receive)
+        except Exception:
+            reference = uuid.uuid4().hex[:8]
+            log.exception("webhook %s failed (reference %s)", name, reference)
+            answer = _error(500, "internal error", reference=reference)
+        finally:
+            source = hook.endpoint.source if hook else "unknown"
+            self.metrics.webhook(source, answer.status, time.perf_counter() - started)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": answer.status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(answer.body)),
+                    *answer.headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer.body})
+
+    async def handle(self, name: str, headers: Mapping[str, str], receive: Receive) -> Answer:
+        """The answer to one delivery at endpoint ``name``; ``headers`` named in lower case."""
+        hook = self.endpoints.get(name)
         if hook is None:
             return _error(404, "no such webhook endpoint")
-        declared = request.headers.get("content-length", "")
+        declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body:
             return _error(413, f"body over {self.max_body} bytes")
         try:
-            raw = await self._read(request)
+            raw = await self._read(receive)
         except _TooLarge:
             return _error(413, f"body over {self.max_body} bytes")
-        except ClientDisconnect:
+        except _Gone:
             return _error(400, "the client went away before the body arrived")
-        refusal = _refusal(hook.config, request, raw, self.clock)
+        refusal = _refusal(hook.config, headers, raw, self.clock)
         if refusal is not None:
             return _error(401, refusal, headers=_challenge(hook.config))
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        media = headers.get("content-type", "").split(";")[0].strip().lower()
         if media != "application/json" and not media.endswith("+json"):
             return _error(415, f"send Content-Type: application/json, not {media or 'nothing'}")
-        header_id = request.headers.get("x-webhook-id")
+        header_id = headers.get("x-webhook-id")
         key = delivery_key(raw, header_id)
         dedup = _dedup(hook, key)
         alerts = self.cache.noted(dedup)
@@ -175,11 +224,15 @@ class Webhooks:
                 ",".join(incidents) or "-",
                 extra={"endpoint": hook.endpoint.name, "incidents": incidents},
             )
-        answer = _answer(
-            status, result.alerts, result.ignored, tuple(incidents), tuple(result.opened)
-        )
         # Stored, not folded yet (a storm): 202 Accepted, the incidents follow.
-        return Response(answer, 202 if result.queued else 200, media_type=_JSON)
+        return _answer(
+            202 if result.queued else 200,
+            status,
+            result.alerts,
+            result.ignored,
+            tuple(incidents),
+            tuple(result.opened),
+        )
 
     async def _receive(self, hook: WebhookEndpoint, delivery: Delivery, key: str) -> IntakeResult:
         """The receiver's result; past the deadline a ``TimeoutError``.
@@ -193,26 +246,46 @@ class Webhooks:
         async with asyncio.timeout(self.timeout):
             return await self.intake.receive(hook.endpoint, delivery, delivery_key=key)
 
-    def _duplicate(self, hook: WebhookEndpoint, alerts: int) -> Response:
+    def _duplicate(self, hook: WebhookEndpoint, alerts: int) -> Answer:
         self.metrics.received(hook.endpoint.source, "duplicate", alerts)
-        return Response(_DUPLICATE, media_type=_JSON)
+        return _DUPLICATE
 
-    async def _read(self, request: Request) -> bytes:
+    async def _read(self, receive: Receive) -> bytes:
+        """The request's body, refused past ``max_body`` bytes without reading the rest."""
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # http.disconnect
+                raise _Gone
+            chunk: bytes = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
                 raise _TooLarge
             chunks.append(chunk)
-        return b"".join(chunks)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """The request's headers by lower-case name (ASGI sends them so); the first of a
+    repeated header wins, as with Starlette's ``Headers.get``."""
+    return {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in reversed(scope["headers"])
+    }
 
 
 @functools.lru_cache(maxsize=1024)
 def _answer(
-    status: str, alerts: int, ignored: int, incidents: tuple[str, ...], opened: tuple[str, ...]
-) -> bytes:
-    """A delivery's JSON answer, rendered once per shape (a storm's answers are a handful)."""
+    code: int,
+    status: str,
+    alerts: int,
+    ignored: int,
+    incidents: tuple[str, ...],
+    opened: tuple[str, ...],
+) -> Answer:
+    """A delivery's answer, rendered once per shape (a storm's answers are a handful)."""
     body = {
         "status": status,
         "alerts": alerts,
@@ -220,7 +293,7 @@ def _answer(
         "incidents": list(incidents),
         "opened": list(opened),
     }
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return Answer(code, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 def _dedup(hook: WebhookEndpoint, key: str) -> str:
@@ -228,7 +301,9 @@ def _dedup(hook: WebhookEndpoint, key: str) -> str:
     return f"delivery:{hook.endpoint.name}:{key}"
 
 
-def _refusal(config: WebhookSettings, request: Request, raw: bytes, clock: Clock) -> str | None:
+def _refusal(
+    config: WebhookSettings, headers: Mapping[str, str], raw: bytes, clock: Clock
+) -> str | None:
     """Why the request is refused, or ``None``: every configured check passed.
 
     An endpoint with no check is open (see the README).  The reasons say what to send,
@@ -236,7 +311,7 @@ def _refusal(config: WebhookSettings, request: Request, raw: bytes, clock: Clock
     """
     if not (config.token_env or config.basic_password_env or config.signing_secret_env):
         return None
-    header = request.headers.get("authorization", "")
+    header = headers.get("authorization", "")
     token = config.secret("token")
     if token is not None:
         problem = _bearer_problem(header, token)
@@ -253,20 +328,20 @@ def _refusal(config: WebhookSettings, request: Request, raw: bytes, clock: Clock
         secrets = [s.strip() for s in secret.split(",") if s.strip()]
         if config.source == "pagerduty":
             name = config.signature_header or PAGERDUTY_SIGNATURE_HEADER
-            signature = request.headers.get(name, "")
+            signature = headers.get(name.lower(), "")
             if not signature.strip():
                 return f"missing {name} header"
             if not verify_pagerduty(raw, signature, secrets):
                 return f"{name} does not match the body"
             return None
         name = config.signature_header or GRAFANA_SIGNATURE_HEADER
-        stamp = request.headers.get(config.timestamp_header) if config.timestamp_header else None
+        stamp = headers.get(config.timestamp_header.lower()) if config.timestamp_header else None
         if config.timestamp_header and stamp is None:
             return f"missing {config.timestamp_header} header"
         problem = grafana_refusal(
             raw,
             secrets,
-            request.headers.get(name, ""),
+            headers.get(name.lower(), ""),
             stamp,
             now=clock.now(),
             tolerance=config.replay_window,
@@ -313,13 +388,26 @@ def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
+def _encoded(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+
+
 def _error(
-    status: int, message: str, *, field: str | None = None, headers: dict[str, str] | None = None
-) -> JSONResponse:
+    status: int,
+    message: str,
+    *,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+    reference: str | None = None,
+) -> Answer:
     # A message may quote the body; a lone surrogate in it must not break the answer.
     body: dict[str, str] = {"error": message.encode("utf-8", "backslashreplace").decode()}
     if field is not None:
         body["field"] = field.encode("utf-8", "backslashreplace").decode()
     if status >= 500:
-        body["reference"] = uuid.uuid4().hex[:8]
-    return JSONResponse(body, status_code=status, headers=headers)
+        body["reference"] = reference or uuid.uuid4().hex[:8]
+    return Answer(
+        status,
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        _encoded(headers or {}),
+    )
