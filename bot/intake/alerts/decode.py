@@ -15,6 +15,13 @@
 
 Everything a parser reads, and everything stored as the alert's ``raw``, has passed
 these checks.  The checks are a single walk over the value (no recursion).
+
+Most bodies take a faster way: ASCII bytes with no ``\\u`` escape, at most
+:data:`MAX_DEPTH` brackets and no run of 20 digits cannot break any rule above except by
+a number out of range, which msgspec's decoder (C) refuses; such a body is decoded by it
+in a fraction of the time, with no walk. Anything it refuses, or a body not plainly clean,
+is decoded by the standard library's ``json`` and walked, which names the problem.
+Both give the same value for the same bytes (``tests/intake/test_decode.py`` checks it).
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
+
+import msgspec
 
 from bot.intake.alerts.errors import ROOT, PayloadError, child
 
@@ -37,6 +46,11 @@ MAX_INT_DIGITS = 20
 _INT_RANGE = 2**64
 _SHOW = 24
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},:]', re.DOTALL)
+_FAST = msgspec.json.Decoder()
+# Every digit read as 0, to look for MAX_INT_DIGITS digits in a row (an integer perhaps
+# outside 64 bits: ``2**64`` has 20 digits) with one scan in C, far quicker than a regex.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGITS = b"0" * MAX_INT_DIGITS
 
 
 class _Rejected:
@@ -75,6 +89,16 @@ def _parse_constant(name: str) -> object:
 
 def decode_body(raw: bytes) -> object:
     """``raw`` as a JSON value within the limits above, or a :class:`PayloadError`."""
+    if _plainly_clean(raw) and _LONG_DIGITS not in raw.translate(_DIGITS_AS_ZERO):
+        try:
+            return _FAST.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):  # not JSON, or 1e400
+            pass  # the careful way below says what is wrong
+    return careful_decode(raw)
+
+
+def careful_decode(raw: bytes) -> object:
+    """:func:`decode_body` by the standard library's decoder and a walk of the value."""
     encoding = json.detect_encoding(raw)
     try:
         text = raw.decode(encoding, "surrogatepass")
@@ -102,23 +126,19 @@ def decode_body(raw: bytes) -> object:
         raise PayloadError(ROOT, f"malformed JSON: {error}") from None
     except RecursionError:
         raise PayloadError(_too_deep_path(text), _deep_message()) from None
-    if refused or not _plainly_clean(raw, encoding):
+    if refused or encoding != "utf-8" or not _plainly_clean(raw):
         check_value(value)
     return value
 
 
-def _plainly_clean(raw: bytes, encoding: str) -> bool:
-    """Whether ``raw``'s bytes alone show the walk would find nothing (most bodies).
+def _plainly_clean(raw: bytes) -> bool:
+    """Whether ``raw``'s bytes alone show the walk would find no bad text nor depth.
 
-    ASCII UTF-8 with no ``\\u`` escape holds no NUL (a raw one is not JSON) and no lone
+    ASCII with no ``\\u`` escape holds no NUL (a raw one is not JSON) and no lone
     surrogate; with at most :data:`MAX_DEPTH` brackets in all it nests no deeper than that.
+    (Numbers are not judged here.)
     """
-    return (
-        encoding == "utf-8"
-        and raw.isascii()
-        and b"\\u" not in raw
-        and raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH
-    )
+    return raw.isascii() and b"\\u" not in raw and raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH
 
 
 def _deep_message() -> str:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from bot.intake.alerts.decode import MAX_DEPTH, decode_body
+from bot.intake.alerts.decode import MAX_DEPTH, careful_decode, decode_body
 from bot.intake.alerts.errors import PayloadError
 from tests.intake.alerts.payloads import KNOWN_BODIES, raw
 
@@ -115,3 +118,71 @@ def test_malformed_json_is_refused_at_the_root(data: bytes) -> None:
     error = refused(data)
     assert error.field == "$"
     assert error.message.startswith("malformed JSON")
+
+
+# -- the fast way and the careful way agree -------------------------------------------------
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet=st.characters(codec="ascii"), max_size=12)
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.text(alphabet=st.characters(codec="ascii"), max_size=6), inner, max_size=4
+        )
+    ),
+    max_leaves=30,
+)
+# Bytes that are almost JSON: a value's text with a few bytes cut, doubled or swapped in.
+_NASTY = [
+    b"1e400",
+    b"-1e999",
+    b"NaN",
+    b"Infinity",
+    b"\\u0000",
+    b"\\ud800",
+    b"\x00",
+    b"\t",
+    b"99999999999999999999",
+    b",",
+    b"]",
+    b"}",
+    b'"',
+    b"\\",
+    b" ",
+    b"0",
+    b"\xef\xbb\xbf",
+]
+
+
+def _outcome(decode: Callable[[bytes], object], data: bytes) -> tuple[str, object]:
+    try:
+        return "value", decode(data)
+    except PayloadError as error:
+        return "refused", error.field
+
+
+@settings(max_examples=600, deadline=None)
+@given(value=_values, cuts=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(_NASTY))))
+def test_a_body_decodes_alike_the_fast_way_and_the_careful_way(
+    value: object, cuts: list[tuple[int, bytes]]
+) -> None:
+    data = json.dumps(value).encode()
+    for at, piece in cuts[:3]:
+        at %= len(data) + 1
+        data = data[:at] + piece + data[at:]
+    fast, careful = _outcome(decode_body, data), _outcome(careful_decode, data)
+    assert fast == careful
+    if fast[0] == "value":
+        assert repr(fast[1]) == repr(careful[1])  # the same types too: 1 is not 1.0 nor True
+
+
+@pytest.mark.parametrize("name", KNOWN_BODIES)
+def test_real_bodies_decode_alike_both_ways(name: str) -> None:
+    assert repr(decode_body(raw(name))) == repr(careful_decode(raw(name)))
