@@ -67,18 +67,14 @@ def parse_time(value: object, field: str) -> datetime | None:
     text = value.strip()
     if not text:
         return None
+    # Only short texts are cached: a hostile body's long strings must not fill the cache.
+    found = _rfc3339_utc(text) if len(text) <= 64 else _rfc3339_utc.__wrapped__(text)
+    if found is not False:  # RFC 3339 (a number has no ':', so it is never both)
+        return found
     if _NUMERIC.fullmatch(text):
         number: int | float = float(text) if "." in text else int(text)
         return _from_epoch(number, field)
-    return _from_rfc3339(text, value, field)
-
-
-def _from_rfc3339(text: str, original: str, field: str) -> datetime | None:
-    # Only short texts are cached: a hostile body's long strings must not fill the cache.
-    found = _rfc3339_utc(text) if len(text) <= 64 else _rfc3339_utc.__wrapped__(text)
-    if found is False:
-        raise PayloadError(field, f"not an RFC 3339 time: {show(original)}")
-    return found
+    raise PayloadError(field, f"not an RFC 3339 time: {show(value)}")
 
 
 @functools.lru_cache(maxsize=4096)

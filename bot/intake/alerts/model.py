@@ -68,10 +68,12 @@ class NormalizedAlert:
     raw: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "fingerprint", fit_key(self.fingerprint, FINGERPRINT_MAX))
-        if self.group_key is not None:
+        # Set only what is too long: every alert of a storm passes here.
+        if len(self.fingerprint) > FINGERPRINT_MAX:
+            object.__setattr__(self, "fingerprint", fit_key(self.fingerprint, FINGERPRINT_MAX))
+        if self.group_key is not None and len(self.group_key) > GROUP_KEY_MAX:
             object.__setattr__(self, "group_key", fit_key(self.group_key, GROUP_KEY_MAX))
-        if self.severity_hint is not None:
+        if self.severity_hint is not None and len(self.severity_hint) > SEVERITY_HINT_MAX:
             object.__setattr__(self, "severity_hint", self.severity_hint[:SEVERITY_HINT_MAX])
 
     @property
@@ -97,7 +99,7 @@ class Delivery:
     body: bytes = field(default=b"", repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.group_key is not None:
+        if self.group_key is not None and len(self.group_key) > GROUP_KEY_MAX:
             object.__setattr__(self, "group_key", fit_key(self.group_key, GROUP_KEY_MAX))
 
     def arrived_as(self, body: bytes) -> Delivery:

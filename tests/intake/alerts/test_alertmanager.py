@@ -1,15 +1,20 @@
 from __future__ import annotations
 
+import copy
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.intake.alerts import alertmanager
 from bot.intake.alerts.errors import PayloadError
 from bot.intake.alerts.fingerprint import label_fingerprint
 from bot.intake.alerts.model import AlertStatus
-from tests.intake.alerts.payloads import load, load_obj, raw
+from tests.intake.alerts.payloads import KNOWN_BODIES, load, load_obj, raw, source_of
+from tests.intake.alerts.test_properties import _DROP, AWKWARD, _paths
 
 FIRING = "alertmanager/firing_capture_am0.27.0.json"
 RESOLVED = "alertmanager/resolved_capture_am0.27.0.json"
@@ -245,3 +250,94 @@ def test_grafana_body_gets_a_hint() -> None:
     with pytest.raises(PayloadError, match="grafana source") as exc:
         alertmanager.parse(body)
     assert exc.value.field == "version"
+
+
+# -- the common-shape reader gives what the careful reader gives -----------------------------
+
+
+def _careful(body: object) -> tuple[str, object]:
+    try:
+        return "delivery", alertmanager.parse_group(
+            body, source=alertmanager.SOURCE, version=alertmanager.WEBHOOK_VERSION
+        )
+    except PayloadError as error:
+        return "refused", (error.field, error.message)
+
+
+def _public(body: object) -> tuple[str, object]:
+    try:
+        return "delivery", alertmanager.parse(body)
+    except PayloadError as error:
+        return "refused", (error.field, error.message)
+
+
+AM_BODIES = [name for name in KNOWN_BODIES if source_of(name) == "alertmanager"]
+
+
+@pytest.mark.parametrize("name", AM_BODIES)
+def test_real_bodies_are_read_the_quick_way_and_alike(name: str) -> None:
+    body = load_obj(name)
+    quick = alertmanager.read_common(body)
+    assert quick is not None  # Alertmanager's own bodies are the common shape
+    assert quick == alertmanager.parse_group(body, source="alertmanager", version="4")
+    for alert in quick.alerts:  # its own maps, not the body's (the raw keeps those)
+        assert alert.labels is not alert.raw["labels"]
+
+
+@pytest.mark.parametrize("name", AM_BODIES)
+def test_every_field_dropped_or_replaced_reads_alike_both_ways(name: str) -> None:
+    original = load_obj(name)
+    for path in _paths(original):
+        for value in AWKWARD:
+            body = load_obj(name)
+            parent: Any = body
+            for key in path[:-1]:
+                parent = parent[key]
+            if value is _DROP:
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = copy.deepcopy(value)
+            assert _public(copy.deepcopy(body)) == _careful(body), (path, value)
+
+
+_TEXTS = st.sampled_from(
+    ["firing", "resolved", "Firing", " resolved", "4", "1", "", "x", "web\\.hook",
+     "2026-11-26T09:00:00Z", "0001-01-01T00:00:00Z", "1448435530000", "not a time", "\ud800"]
+)  # fmt: skip
+_ANY = st.none() | st.booleans() | st.integers(-(2**64), 2**64) | st.floats() | _TEXTS
+_MAPS = st.none() | st.dictionaries(st.sampled_from(["severity", "alertname", "a"]), _TEXTS | _ANY)
+_ALERT = st.fixed_dictionaries(
+    {},
+    optional={
+        "status": _TEXTS | _ANY,
+        "labels": _MAPS,
+        "annotations": _MAPS,
+        "startsAt": _TEXTS | _ANY,
+        "endsAt": _TEXTS | _ANY,
+        "generatorURL": _TEXTS | _ANY,
+        "fingerprint": _TEXTS | _ANY,
+        "extra": _ANY | st.lists(_ANY, max_size=2),
+    },
+)
+_GROUP = st.fixed_dictionaries(
+    {},
+    optional={
+        "alerts": st.none() | st.lists(_ALERT | _ANY, max_size=3),
+        "version": _TEXTS | _ANY,
+        "groupKey": _TEXTS | _ANY,
+        "truncatedAlerts": _ANY | st.sampled_from([0, 3, -1, 2**63, 2**63 - 1, 2.0]),
+        "status": _TEXTS | _ANY,
+        "receiver": _TEXTS | _ANY,
+        "externalURL": _TEXTS | _ANY,
+        "notification_reason": _TEXTS | _ANY,
+        "groupLabels": _MAPS,
+        "commonLabels": _MAPS,
+        "commonAnnotations": _MAPS | _ANY,
+    },
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(body=_GROUP | _ANY)
+def test_generated_bodies_read_alike_both_ways(body: object) -> None:
+    assert _public(copy.deepcopy(body)) == _careful(body)
