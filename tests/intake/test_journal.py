@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
+import pytest
 from sqlmodel import col, func, select
 
 from bot.clock import FixedClock
@@ -227,3 +228,26 @@ def _Poisoned_scheme() -> _Poisoned:
     from bot.intake.classify import DEFAULT_RULES
 
     return _Poisoned(P1_P4, DEFAULT_RULES)
+
+
+async def test_in_a_storm_the_fold_rests_longer_after_rounds_that_opened_nothing(
+    db: Database, clock: FixedClock
+) -> None:
+    """While senders wait, a round that opened an incident rests as long as it took and one
+    that only added alerts to open incidents three times as long; with nobody waiting, the
+    fold does not rest."""
+    storm = True
+    folder = folder_for(db, clock, busy=lambda: storm)
+    journal = folder.journal
+    for raw in (body("DiskFull", "fp-1"), body("DiskFull", "fp-2")):
+        delivery, key = parsed(raw)
+        await journal.receive_many([(AM, delivery, key)])
+        assert await folder.fold_round() == 1
+        if raw == body("DiskFull", "fp-1"):
+            assert await count(db, Incident) == 1  # this round opened it
+            assert folder.rest(0.2) == 0.2
+    assert await count(db, Incident) == 1  # the second round only added an alert
+    assert folder.rest(0.2) == pytest.approx(0.6)
+    storm = False
+    assert folder.rest(0.2) == 0.0
+    await journal.close()
