@@ -105,7 +105,8 @@ class Batcher:
         return await answer
 
     def busy(self) -> bool:
-        """Whether requests are waiting on a batch (queued, or in the one being folded)."""
+        """Whether requests are waiting on a batch (queued, or in the one being folded);
+        asked from any thread (the folder rests while it is so)."""
         return bool(self._queue or self._current)
 
     def recent(self, seconds: float = 0.2) -> bool:
