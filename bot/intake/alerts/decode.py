@@ -16,12 +16,13 @@
 Everything a parser reads, and everything stored as the alert's ``raw``, has passed
 these checks.  The checks are a single walk over the value (no recursion).
 
-Most bodies take a faster way: ASCII bytes with no ``\\u`` escape, at most
-:data:`MAX_DEPTH` brackets and no run of 20 digits cannot break any rule above except by
-a number out of range, which msgspec's decoder (C) refuses; such a body is decoded by it
-in a fraction of the time, with no walk. Anything it refuses, or a body not plainly clean,
-is decoded by the standard library's ``json`` and walked, which names the problem.
-Both give the same value for the same bytes (``tests/intake/test_decode.py`` checks it).
+Most bodies take a faster way: ASCII bytes with no ``\\u`` escape and no run of 20
+digits cannot break any rule above except by a number out of range, which msgspec's
+decoder (C) refuses, or by their depth. Such a body is decoded by msgspec in a fraction of
+the time, and walked for its depth only when it has more than :data:`MAX_DEPTH` brackets.
+Anything msgspec refuses, or any other body, is decoded by the standard library's ``json``
+and walked, which names the problem. Both ways give the same value for the same bytes
+(``tests/intake/alerts/test_decode.py`` checks it).
 """
 
 from __future__ import annotations
@@ -89,11 +90,14 @@ def _parse_constant(name: str) -> object:
 
 def decode_body(raw: bytes) -> object:
     """``raw`` as a JSON value within the limits above, or a :class:`PayloadError`."""
-    if _plainly_clean(raw) and _LONG_DIGITS not in raw.translate(_DIGITS_AS_ZERO):
+    if _plain_text(raw) and _LONG_DIGITS not in raw.translate(_DIGITS_AS_ZERO):
         try:
-            return _FAST.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError):  # not JSON, or 1e400
-            pass  # the careful way below says what is wrong
+            value = _FAST.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # 1e400, say
+            return careful_decode(raw)  # which says what is wrong
+        # Its text and numbers are fine; only its depth is unknown with more brackets.
+        if _shallow(raw) or _clean(value, 1):
+            return value
     return careful_decode(raw)
 
 
@@ -126,19 +130,20 @@ def careful_decode(raw: bytes) -> object:
         raise PayloadError(ROOT, f"malformed JSON: {error}") from None
     except RecursionError:
         raise PayloadError(_too_deep_path(text), _deep_message()) from None
-    if refused or encoding != "utf-8" or not _plainly_clean(raw):
+    if refused or encoding != "utf-8" or not (_plain_text(raw) and _shallow(raw)):
         check_value(value)
     return value
 
 
-def _plainly_clean(raw: bytes) -> bool:
-    """Whether ``raw``'s bytes alone show the walk would find no bad text nor depth.
+def _plain_text(raw: bytes) -> bool:
+    """ASCII with no ``\\u`` escape: its strings hold no NUL (a raw one is not JSON) and
+    no lone surrogate."""
+    return raw.isascii() and b"\\u" not in raw
 
-    ASCII with no ``\\u`` escape holds no NUL (a raw one is not JSON) and no lone
-    surrogate; with at most :data:`MAX_DEPTH` brackets in all it nests no deeper than that.
-    (Numbers are not judged here.)
-    """
-    return raw.isascii() and b"\\u" not in raw and raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH
+
+def _shallow(raw: bytes) -> bool:
+    """At most :data:`MAX_DEPTH` brackets in all: nested no deeper than that."""
+    return raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH
 
 
 def _deep_message() -> str:

@@ -168,8 +168,12 @@ def _outcome(decode: Callable[[bytes], object], data: bytes) -> tuple[str, objec
         return "refused", error.field
 
 
+# Many values side by side: more than MAX_DEPTH brackets, so the depth must be walked.
+_wide = st.lists(_values, min_size=1, max_size=40) | _values
+
+
 @settings(max_examples=600, deadline=None)
-@given(value=_values, cuts=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(_NASTY))))
+@given(value=_wide, cuts=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(_NASTY))))
 def test_a_body_decodes_alike_the_fast_way_and_the_careful_way(
     value: object, cuts: list[tuple[int, bytes]]
 ) -> None:
@@ -186,3 +190,12 @@ def test_a_body_decodes_alike_the_fast_way_and_the_careful_way(
 @pytest.mark.parametrize("name", KNOWN_BODIES)
 def test_real_bodies_decode_alike_both_ways(name: str) -> None:
     assert repr(decode_body(raw(name))) == repr(careful_decode(raw(name)))
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH - 1, MAX_DEPTH, 1_000, 3_000])
+def test_many_brackets_and_a_deep_one_among_them(depth: int) -> None:
+    """Fifty alerts' worth of brackets, and one array nested ``depth`` deep beside them."""
+    wide = b'{"alerts": [' + b",".join([b'{"labels": {"a": "b"}}'] * 50) + b'], "x": '
+    body = wide + b"[" * depth + b"]" * depth + b"}"
+    assert _outcome(decode_body, body) == _outcome(careful_decode, body)
+    assert (_outcome(decode_body, body)[0] == "value") == (depth + 1 <= MAX_DEPTH)
