@@ -176,7 +176,7 @@ def create_app(
             return side, core.intake_on(db), close
 
         app.state.folder = folder = Folder(
-            journal, core.intake, endpoint, on_folded=folded, busy=appender.busy
+            journal, core.intake, endpoint, on_folded=folded, busy=appender.recent
         )
         metrics.unfolded.set_function(folder.pending)
         acceptor = Acceptor(appender, folder, fold_wait=min(5.0, timeout / 2))
