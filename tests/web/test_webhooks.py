@@ -473,3 +473,32 @@ def test_postgres_refusing_connections_gives_503_then_recovers(
     finally:
         allow(True)
         drop_pg_database(pg_server, name)
+
+
+def test_a_failure_inside_answers_500_with_the_logged_reference(
+    server: Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(body: object) -> object:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("handlers.webhooks.get_parser", lambda source: broken)
+    answer = server.post("alertmanager", raw("alertmanager/firing_capture_am0.27.0.wire.json"))
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/json"
+    reference = answer.json()["reference"]
+    assert answer.json()["error"] == "internal error"
+    logged = [r for r in caplog.records if reference in r.getMessage()]
+    assert logged
+    assert logged[0].exc_info is not None  # the traceback is in the log, not in the answer
+    assert server.stored_nothing()
+
+
+def test_webhooks_before_the_lifespan_ask_to_retry_and_other_methods_are_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/w.db")
+    client = TestClient(create_app(load_settings()))  # no `with`: the lifespan does not run
+    early = client.post("/webhooks/alertmanager", content=b"{}")
+    assert early.status_code == 503
+    assert early.headers["retry-after"] == "5"
+    assert client.get("/webhooks/alertmanager").status_code == 405
