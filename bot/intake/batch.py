@@ -105,8 +105,7 @@ class Batcher:
         return await answer
 
     def busy(self) -> bool:
-        """Whether requests are waiting on a batch (queued, or in the one being folded);
-        asked from any thread (the folder rests while it is so)."""
+        """Whether requests are waiting on a batch (queued, or in the one being folded)."""
         return bool(self._queue or self._current)
 
     def recent(self, seconds: float = 0.2) -> bool:

@@ -247,8 +247,9 @@ class Folder:
 
     def rest(self, took: float) -> float:
         """How long to sleep after a round that folded something and took ``took`` seconds:
-        none unless requests wait on their append (theirs first), then :data:`PACE_OPENING`
-        or :data:`PACE` times ``took``, as the round opened an incident or not."""
+        none unless a storm is on (``busy``: requests come in, theirs first), then
+        :data:`PACE_OPENING` or :data:`PACE` times ``took``, as the round opened an incident
+        or not."""
         if not self.busy():
             return 0.0
         return took * (PACE_OPENING if self._opened else PACE)
