@@ -248,8 +248,9 @@ class App(Starlette):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         webhooks: Webhooks | None = getattr(self.state, "webhooks", None)
         if webhooks is not None and scope["type"] == "http" and scope["method"] == "POST":
-            name = scope["path"].removeprefix(WEBHOOK_PREFIX)
-            if name and "/" not in name and len(name) < len(scope["path"]):
+            path: str = scope["path"]
+            name = path.removeprefix(WEBHOOK_PREFIX)
+            if path.startswith(WEBHOOK_PREFIX) and name and "/" not in name:
                 await webhooks(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)

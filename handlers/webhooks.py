@@ -132,7 +132,7 @@ class Webhooks:
         hook = self.endpoints.get(name)
         started, answer = time.perf_counter(), _SERVER_ERROR
         try:
-            answer = await self.handle(name, _headers(scope), receive)
+            answer = await self.handle(hook, _headers(scope), receive)
         except Exception:
             reference = uuid.uuid4().hex[:8]
             log.exception("webhook %s failed (reference %s)", name, reference)
@@ -153,9 +153,11 @@ class Webhooks:
         )
         await send({"type": "http.response.body", "body": answer.body})
 
-    async def handle(self, name: str, headers: Mapping[str, str], receive: Receive) -> Answer:
-        """The answer to one delivery at endpoint ``name``; ``headers`` named in lower case."""
-        hook = self.endpoints.get(name)
+    async def handle(
+        self, hook: WebhookEndpoint | None, headers: Mapping[str, str], receive: Receive
+    ) -> Answer:
+        """The answer to one delivery at endpoint ``hook`` (None: no such endpoint);
+        ``headers`` named in lower case."""
         if hook is None:
             return _error(404, "no such webhook endpoint")
         declared = headers.get("content-length", "")
@@ -293,7 +295,7 @@ def _answer(
         "incidents": list(incidents),
         "opened": list(opened),
     }
-    return Answer(code, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+    return Answer(code, _json(body))
 
 
 def _dedup(hook: WebhookEndpoint, key: str) -> str:
@@ -406,8 +408,9 @@ def _error(
         body["field"] = field.encode("utf-8", "backslashreplace").decode()
     if status >= 500:
         body["reference"] = reference or uuid.uuid4().hex[:8]
-    return Answer(
-        status,
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
-        _encoded(headers or {}),
-    )
+    return Answer(status, _json(body), _encoded(headers or {}))
+
+
+def _json(body: Mapping[str, object]) -> bytes:
+    """An answer's body: compact JSON, as Starlette's ``JSONResponse`` renders it."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
