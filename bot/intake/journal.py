@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -75,12 +76,14 @@ def _sqlite_remove(rows: int) -> str:
     return f"DELETE FROM intake_entry WHERE id IN ({marks})"  # noqa: S608
 
 
-# One statement for the whole batch: its columns as arrays, unnested into rows.
+# One statement for the whole batch, its rows as ONE JSON parameter (encoded in C; the
+# server, idle beside a storm, takes the rows apart): arrays of columns cost the web loop a
+# Python dump per element, a tenth of its time in a storm.
 _PG_APPEND = (
     "INSERT INTO intake_entry "
     "(endpoint, source, delivery_key, received_at, alerts, body, attempts) "
-    "SELECT e, s, k, %s::timestamptz, n, b, 0 FROM unnest(%s::text[], %s::text[], %s::text[], "
-    "%s::int[], %s::bytea[]) AS t(e, s, k, n, b) ON CONFLICT (endpoint, delivery_key) DO NOTHING"
+    "SELECT r->>0, r->>1, r->>2, %s::timestamptz, (r->>3)::int, decode(r->>4, 'hex'), 0 "
+    "FROM json_array_elements(%s::json) AS r ON CONFLICT (endpoint, delivery_key) DO NOTHING"
 )
 
 
@@ -132,22 +135,25 @@ class Journal:
     ) -> list[IntakeResult]:
         """Append every delivery in ONE statement; each is answered as queued."""
         now = self.clock.now().astimezone(UTC)
-        names = [e.name for e, _, _ in deliveries]
-        sources = [e.source for e, _, _ in deliveries]
-        keys = [k[:_KEY_MAX] for _, _, k in deliveries]
-        sizes = [len(d.alerts) for _, d, _ in deliveries]
-        bodies = [d.body for _, d, _ in deliveries]
         if self._pg is not None:
-            await self._pg.execute(_PG_APPEND, (now, names, sources, keys, sizes, bodies))
+            rows = msgspec.json.encode(
+                [
+                    [e.name, e.source, k[:_KEY_MAX], len(d.alerts), d.body.hex()]
+                    for e, d, k in deliveries
+                ]
+            )
+            await self._pg.execute(_PG_APPEND, (now, rows.decode()))
         else:
             assert self._file is not None
             stamp = _sqlite_time(now)
-            rows = [
-                (e, s, k, stamp, n, b)
-                for e, s, k, n, b in zip(names, sources, keys, sizes, bodies, strict=True)
-            ]
-            await self._file.quick(_append, rows)
-        return [IntakeResult(queued=True, alerts=n) for n in sizes]
+            await self._file.quick(
+                _append,
+                [
+                    (e.name, e.source, k[:_KEY_MAX], stamp, len(d.alerts), d.body)
+                    for e, d, k in deliveries
+                ],
+            )
+        return [IntakeResult(queued=True, alerts=len(d.alerts)) for _, d, _ in deliveries]
 
     async def receive(
         self, endpoint: Endpoint, delivery: Delivery, *, delivery_key: str

@@ -180,6 +180,30 @@ async def test_the_same_delivery_journaled_twice_is_one_entry(
     await journal.close()
 
 
+async def test_entries_read_back_exactly_as_appended_and_in_order(
+    db: Database, clock: FixedClock
+) -> None:
+    journal = Journal(db, clock)
+    raws = [
+        body("Plattenplatz voll", "fp-ü"),  # non-ASCII text, escaped by json.dumps
+        '{"alerts": [], "note": "Größe \\\\ \\" 💥"}'.encode(),  # raw UTF-8
+        body("DiskFull", "fp-2"),
+    ]
+    keys = ['id:tab\there "quoted" ünïcode', "id:💥", delivery_key(raws[2])]
+    arrivals = [
+        (AM, replace(parsed(raws[0])[0], body=raw), key)
+        for raw, key in zip(raws, keys, strict=True)
+    ]
+    await journal.receive_many(arrivals)
+    async with db.transaction() as session:
+        entries = await journal.oldest(session, deliveries=10, alerts=100)
+    assert [(e.delivery_key, e.body) for e in entries] == list(zip(keys, raws, strict=True))
+    assert [e.alerts for e in entries] == [1, 1, 1]
+    assert [e.endpoint for e in entries] == ["alertmanager"] * 3
+    assert entries == sorted(entries, key=lambda e: e.id)
+    await journal.close()
+
+
 async def test_two_replicas_folding_at_once_store_each_alert_once(
     database_url: str, clock: FixedClock
 ) -> None:
